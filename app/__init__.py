@@ -1,0 +1,1 @@
+"""DL-SMS: seat reservations for university libraries."""

@@ -1,0 +1,130 @@
+"""The ``dlsms`` console script: serve, migrate, seed."""
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import uvicorn
+
+from app.db.embedded import EmbeddedPostgres
+from app.db.migrations import upgrade_to_head
+from app.main import load_settings
+from app.security import PasswordHasher
+from app.services import demo
+from app.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dlsms", description="DL-SMS seat reservations")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="apply migrations, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    seed = commands.add_parser("seed", help="load data")
+    seed.add_argument("--demo", action="store_true", required=True,
+                      help="the demo library: 3 branches, 49 seats, 10 students, 1 admin")
+
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if args.command == "serve":
+        _serve(settings, host=args.host, port=args.port, workers=args.workers)
+    elif args.command == "migrate":
+        with _database(settings) as url:
+            upgrade_to_head(url)
+        print("migrations: up to date")
+    elif args.command == "seed":
+        with _database(settings) as url:
+            upgrade_to_head(url)
+            result = asyncio.run(_seed_demo(url, settings))
+        _print_seed(result)
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL, or an embedded PostgreSQL for as long as the block runs."""
+    if settings.DATABASE_URL:
+        yield settings.DATABASE_URL
+        return
+    embedded = EmbeddedPostgres(settings.EMBEDDED_PG_DIR)
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    with _database(settings) as url:
+        upgrade_to_head(url)
+        # Workers (and a single in-process app alike) build their settings from the
+        # environment: hand them the embedded database and the one JWT secret, so a
+        # token issued by one worker is accepted by the others.
+        os.environ["DATABASE_URL"] = url
+        os.environ["DLSMS_ENV"] = settings.DLSMS_ENV or "development"
+        os.environ["JWT_SECRET"] = settings.jwt_secret
+        embedded = settings.DATABASE_URL is None
+        base = f"http://{host}:{port}"
+        database = (f"embedded PostgreSQL in {settings.EMBEDDED_PG_DIR.resolve()}"
+                    if embedded else mask_password(url))
+        redis = (mask_password(settings.REDIS_URL) if settings.REDIS_URL
+                 else "not configured (no cache; in-process fan-out and rate limits)")
+        print(f"DL-SMS serving on {base} ({workers} worker{'s' if workers != 1 else ''}, "
+              f"{settings.DLSMS_ENV})\n"
+              f"  database: {database}\n"
+              f"  redis:    {redis}\n"
+              f"  docs:     {base}/docs", flush=True)
+        if settings.jwt_secret_generated:
+            print("  warning:  JWT_SECRET not set; a random one is used and tokens won't "
+                  "survive a restart", flush=True)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
+        # previous handler. Python's default would kill the process on the spot and
+        # leave the embedded PostgreSQL running; exiting normally stops it (finally).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        uvicorn.run("app.main:app", host=host, port=port, workers=workers,
+                    log_level=settings.LOG_LEVEL.lower(), timeout_graceful_shutdown=10)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+async def _seed_demo(url: str, settings: Settings) -> demo.SeedResult:
+    conn = await asyncpg.connect(url)
+    try:
+        hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY)
+        return await demo.seed_demo(conn, hasher, settings)
+    finally:
+        await conn.close()
+
+
+def _print_seed(result: demo.SeedResult) -> None:
+    print(f"demo library: {result.branches} branches, {result.seats} seats; "
+          f"students S2021001..S2021010 (password {demo.STUDENT_PASSWORD!r}), "
+          f"{result.students_created} new; admin account {demo.ADMIN_STUDENT_ID!r} "
+          f"{'created' if result.admin_created else 'exists'}")
+    if result.admin_password_generated:
+        print(f"admin password (generated; set ADMIN_PASSWORD to choose one): "
+              f"{result.admin_password_generated}")
+
+
+def mask_password(url: str) -> str:
+    """The URL with any password replaced by ***, for printing."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""FastAPI dependencies as Annotated aliases, so routes read like their signatures."""
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, cast
+
+from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.db.pool import Connection, Pool
+from app.errors import Forbidden, NotAuthenticated
+from app.models import TokenUser
+from app.ratelimit import LoginLimiter
+from app.security import PasswordHasher, decode_token
+from app.settings import Settings
+from app.state import AppState
+from app.timeutil import utcnow
+
+# Swagger's "Authorize" button logs in through /auth/token (OAuth2 password flow).
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def app_state(request: Request) -> AppState:
+    return cast(AppState, request.scope["state"])
+
+
+async def _settings(request: Request) -> Settings:
+    return app_state(request)["settings"]
+
+
+async def _pool(request: Request) -> Pool:
+    return app_state(request)["pool"]
+
+
+async def _conn(request: Request) -> AsyncIterator[Connection]:
+    async with app_state(request)["pool"].acquire() as conn:
+        yield conn
+
+
+async def _hasher(request: Request) -> PasswordHasher:
+    return app_state(request)["hasher"]
+
+
+async def _login_limiter(request: Request) -> LoginLimiter:
+    return app_state(request)["login_limiter"]
+
+
+async def _now() -> datetime:
+    """The current time; tests override this dependency to move the clock."""
+    return utcnow()
+
+
+async def _current_user(
+    token: Annotated[str | None, Depends(_bearer)], settings: Annotated[Settings, Depends(_settings)]
+) -> TokenUser:
+    if not token:
+        raise NotAuthenticated()
+    return decode_token(token, secret=settings.jwt_secret).user
+
+
+async def _admin_user(user: Annotated[TokenUser, Depends(_current_user)]) -> TokenUser:
+    if not user.is_admin:
+        raise Forbidden("This needs the admin role")
+    return user
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PoolDep = Annotated[Pool, Depends(_pool)]
+Conn = Annotated[Connection, Depends(_conn)]
+HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
+LoginLimiterDep = Annotated[LoginLimiter, Depends(_login_limiter)]
+Now = Annotated[datetime, Depends(_now)]
+CurrentUser = Annotated[TokenUser, Depends(_current_user)]
+AdminUser = Annotated[TokenUser, Depends(_admin_user)]
+
+# A path id: a positive 64-bit integer, else 422.
+PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+get_now = _now  # exported for dependency_overrides in tests

@@ -1,0 +1,217 @@
+"""One error type for the whole service, and the one place it becomes HTTP.
+
+Services raise DomainError subclasses (they never import FastAPI); the handlers
+registered by ``install_error_handlers`` render every 4xx/5xx as JSON
+``{detail, code}``. Validation errors keep FastAPI's 422 shape.
+"""
+
+import logging
+from datetime import datetime
+from typing import Any, ClassVar
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A failure the client can act on: HTTP status, stable ``code``, human ``detail``."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    default_detail: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.headers = headers
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class NotAuthenticated(DomainError):
+    status_code, code, default_detail = 401, "not_authenticated", "Not authenticated"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class InvalidToken(DomainError):
+    status_code, code, default_detail = 401, "invalid_token", "Invalid or expired token"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class InvalidCredentials(DomainError):
+    status_code, code, default_detail = 401, "invalid_credentials", "Wrong student ID or password"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(DomainError):
+    status_code, code, default_detail = 403, "forbidden", "Your role does not allow this"
+
+
+class Suspended(DomainError):
+    status_code, code, default_detail = 403, "suspended", "Booking is suspended after repeated no-shows"
+
+    def __init__(self, suspended_until: datetime) -> None:
+        super().__init__(
+            f"Booking is suspended until {suspended_until.isoformat()} after repeated no-shows",
+            extra={"suspended_until": suspended_until},
+        )
+
+
+class NotFound(DomainError):
+    status_code, code, default_detail = 404, "not_found", "Not found"
+
+
+class AlreadyExists(DomainError):
+    status_code, code, default_detail = 409, "already_exists", "Already exists"
+
+
+class SeatConflict(DomainError):
+    status_code, code = 409, "seat_conflict"
+    default_detail = "The seat is already booked for an overlapping interval"
+
+
+class UserOverlap(DomainError):
+    status_code, code = 409, "user_overlap"
+    default_detail = "You already hold a reservation overlapping this interval"
+
+
+class SeatUnavailable(DomainError):
+    status_code, code, default_detail = 409, "seat_unavailable", "The seat is not open for booking"
+
+
+class InvalidState(DomainError):
+    status_code, code, default_detail = 409, "invalid_state", "Not allowed in the current state"
+
+
+class CheckinWindow(DomainError):
+    status_code, code, default_detail = 409, "checkin_window", "Check-in is not open now"
+
+
+class OfferExpired(DomainError):
+    status_code, code, default_detail = 409, "offer_expired", "The waitlist offer has expired"
+
+
+class SlotAvailable(DomainError):
+    status_code, code = 409, "slot_available"
+    default_detail = "A seat is free for the whole interval: book it instead"
+
+
+class IdempotencyInProgress(DomainError):
+    status_code, code = 409, "idempotency_in_progress"
+    default_detail = "A request with this Idempotency-Key is still being processed"
+
+
+class InvalidInterval(DomainError):
+    status_code, code, default_detail = 422, "invalid_interval", "Invalid time interval"
+
+
+class IdempotencyMismatch(DomainError):
+    status_code, code = 422, "idempotency_mismatch"
+    default_detail = "This Idempotency-Key was used with a different request body"
+
+
+class RateLimited(DomainError):
+    status_code, code, default_detail = 429, "rate_limited", "Too many attempts, try again later"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Too many attempts, try again in {retry_after_seconds} s",
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+
+class ServiceUnavailable(DomainError):
+    status_code, code = 503, "service_unavailable"
+    default_detail = "The database is unavailable, try again shortly"
+
+
+# Constraint name -> error. Constraints are named deliberately in the migrations.
+_CONSTRAINT_ERRORS: dict[str, type[DomainError]] = {
+    "users_student_id_key": AlreadyExists,
+    "branches_name_key": AlreadyExists,
+    "seats_branch_label_key": AlreadyExists,
+    "reservations_seat_no_overlap": SeatConflict,
+    "reservations_user_no_overlap": UserOverlap,
+    "waitlist_no_duplicate": AlreadyExists,
+}
+
+
+def error_for_constraint(exc: asyncpg.PostgresError) -> DomainError:
+    """The domain error for a violated constraint; unknown constraints are re-raised."""
+    name = getattr(exc, "constraint_name", None)
+    error_type = _CONSTRAINT_ERRORS.get(name or "")
+    if error_type is None:
+        raise exc
+    return error_type()
+
+
+class ErrorBody(BaseModel):
+    """Body of every non-validation error response."""
+
+    detail: str
+    code: str
+
+
+def error_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the domain errors a route can raise."""
+    by_status: dict[int, list[type[DomainError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status_code, []).append(error)
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": " / ".join(f"`{e.code}`: {e.default_detail}" for e in group),
+        }
+        for status, group in sorted(by_status.items())
+    }
+
+
+# Exceptions that mean "PostgreSQL is not reachable right now", not "bad request".
+DATABASE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **extra}
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    extra = {k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+             for k, v in exc.extra.items()}
+    return JSONResponse(_body(exc.detail, exc.code, **extra), exc.status_code, headers=exc.headers)
+
+
+_HTTP_CODES = {401: "not_authenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large"}
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette's own errors: unknown route (404), wrong method (405), ...
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    return JSONResponse(_body(detail, code), exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,110 @@
+"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn app.main:app``."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from app.db.embedded import EmbeddedPostgres
+from app.db.migrations import upgrade_to_head
+from app.db.pool import create_pool
+from app.errors import install_error_handlers
+from app.logs import configure_logging
+from app.middleware import RequestContextMiddleware
+from app.ratelimit import LoginLimiter
+from app.routers import auth, health
+from app.security import PasswordHasher
+from app.settings import Settings, describe_validation_error
+from app.state import AppState
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Seat reservations for university libraries: find a free seat, book a slot nobody
+else can take, check in or lose it, join a waitlist and hear when a seat frees up.
+
+Times are ISO 8601 with an offset; responses are UTC (`Z`). Intervals are half-open
+`[start_time, end_time)`. Every error is JSON `{detail, code}` (validation errors keep
+FastAPI's 422 shape).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        async with AsyncExitStack() as stack:
+            yield await _start(settings, stack)
+
+    app = FastAPI(
+        title="DL-SMS", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.CORS_ORIGINS, allow_credentials=False,
+            allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
+    """Open everything the process needs; ``stack`` closes it in reverse order."""
+    configure_logging(settings.LOG_LEVEL)
+    if settings.jwt_secret_generated:
+        log.warning("JWT_SECRET is not set: using a random one; tokens won't survive a restart")
+
+    database_url = settings.DATABASE_URL
+    if database_url is None:
+        # Plain `uvicorn app.main:app` with no DATABASE_URL: run our own PostgreSQL.
+        # (`dlsms serve` starts it before the workers and passes DATABASE_URL down.)
+        embedded = EmbeddedPostgres(settings.EMBEDDED_PG_DIR)
+        database_url = await anyio.to_thread.run_sync(embedded.start)
+        stack.callback(embedded.stop)
+        await anyio.to_thread.run_sync(upgrade_to_head, database_url)
+        log.info("embedded PostgreSQL in %s", embedded.data_dir)
+
+    pool = await create_pool(database_url, settings)
+    stack.push_async_callback(pool.close)
+
+    redis: Redis | None = None
+    if settings.REDIS_URL:
+        redis = Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0,
+                               health_check_interval=30)
+        stack.push_async_callback(redis.aclose)
+
+    return AppState(
+        settings=settings,
+        database_url=database_url,
+        pool=pool,
+        redis=redis,
+        hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
+        login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
+    )
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value stops the process with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(describe_validation_error(exc)) from None
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn app.main:app` looks up `app`: build it on first access rather than at
+    # import time, so importing this module (tests, tools) reads no environment.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,71 @@
+"""Row models and enums shared by the layers. Rows become these at the db/ boundary."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Role(StrEnum):
+    STUDENT = "student"
+    ADMIN = "admin"
+
+
+class SeatStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    MAINTENANCE = "MAINTENANCE"
+    CLOSED = "CLOSED"
+
+
+class ReservationStatus(StrEnum):
+    HELD = "HELD"  # a waitlist offer waiting to be claimed
+    CONFIRMED = "CONFIRMED"
+    CHECKED_IN = "CHECKED_IN"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    NO_SHOW = "NO_SHOW"
+
+
+# The statuses the exclusion constraints guard: they hold the seat and the user's time.
+ACTIVE_RESERVATION_STATUSES = (
+    ReservationStatus.HELD,
+    ReservationStatus.CONFIRMED,
+    ReservationStatus.CHECKED_IN,
+)
+
+
+class WaitlistStatus(StrEnum):
+    WAITING = "WAITING"
+    OFFERED = "OFFERED"
+    CLAIMED = "CLAIMED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class User(Row):
+    id: int
+    student_id: str
+    name: str
+    email: str | None
+    role: Role
+    created_at: datetime
+
+
+class UserWithPassword(User):
+    password_hash: str
+
+
+class TokenUser(Row):
+    """Who is calling, from the verified JWT claims (no database round trip)."""
+
+    id: int
+    student_id: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN

@@ -1,0 +1,1 @@
+"""Thin HTTP handlers per domain: parse, call one service function, return."""

@@ -1,0 +1,67 @@
+"""Liveness and readiness."""
+
+import asyncio
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from app.deps import app_state
+from app.errors import DATABASE_DOWN_ERRORS
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
+
+_CHECK_TIMEOUT_SECONDS = 1.0
+
+DependencyState = Literal["up", "down", "disabled"]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "ready", "not_ready"]
+    database: DependencyState
+    redis: DependencyState
+
+
+@router.get("/health", response_model=HealthOut)
+async def health(request: Request) -> HealthOut:
+    """200 while the process runs; also reports what it sees of PostgreSQL and Redis."""
+    database, redis = await asyncio.gather(_database_state(request), _redis_state(request))
+    return HealthOut(status="ok", database=database, redis=redis)
+
+
+@router.get("/ready", response_model=HealthOut,
+            responses={503: {"model": HealthOut, "description": "PostgreSQL does not answer"}})
+async def ready(request: Request) -> JSONResponse:
+    """200 when PostgreSQL answers (Redis is optional: reported, not required), else 503."""
+    database, redis = await asyncio.gather(_database_state(request), _redis_state(request))
+    body = HealthOut(status="ready" if database == "up" else "not_ready",
+                     database=database, redis=redis)
+    return JSONResponse(body.model_dump(), status_code=200 if database == "up" else 503)
+
+
+async def _database_state(request: Request) -> DependencyState:
+    pool = app_state(request)["pool"]
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except DATABASE_DOWN_ERRORS as exc:
+        log.warning("readiness: database down: %s", type(exc).__name__)
+        return "down"
+    return "up"
+
+
+async def _redis_state(request: Request) -> DependencyState:
+    redis = app_state(request)["redis"]
+    if redis is None:
+        return "disabled"
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError):
+        return "down"
+    return "up"

@@ -1,0 +1,66 @@
+"""Auth requests and responses."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+from app.models import Role
+from app.schemas.common import Label, Name, NewPassword, Password
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    student_id: Label
+    name: Name
+    password: NewPassword = Field(description="8 to 72 bytes (bcrypt's limit)")
+    email: EmailStr | None = Field(default=None, max_length=254)
+
+
+class LoginIn(BaseModel):
+    student_id: Label
+    password: Password
+
+
+class TokenForm(BaseModel):
+    """OAuth2 password flow (Swagger's Authorize button): ``username`` is the student_id."""
+
+    username: Label
+    password: Password
+    grant_type: str | None = None
+    scope: str = ""
+
+
+class VerifyIn(BaseModel):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class UserOut(BaseModel):
+    id: int
+    student_id: str
+    name: str
+    email: str | None
+    role: Role
+    created_at: datetime
+
+
+class MeOut(UserOut):
+    suspended_until: datetime | None = Field(
+        description="End of a fair-use booking suspension; null when not suspended"
+    )
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: UserOut
+
+
+class VerifyOut(BaseModel):
+    valid: Literal[True] = True
+    user_id: int
+    student_id: str
+    role: Role
+    expires_at: AwareDatetime

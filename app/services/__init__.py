@@ -1,0 +1,1 @@
+"""Use cases per domain. Each public function owns its transaction."""

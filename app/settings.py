@@ -1,0 +1,153 @@
+"""All configuration, from environment variables (names as in the contract)."""
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_SECRET_FIELDS = frozenset({"JWT_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"})
+
+
+class Settings(BaseSettings):
+    """DL-SMS settings. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    # Where things are
+    DATABASE_URL: str | None = None  # None: embedded PostgreSQL in EMBEDDED_PG_DIR
+    REDIS_URL: str | None = None  # None: no cache, in-process fan-out and rate limits
+    EMBEDDED_PG_DIR: Path = Path(".dlsms/pg")
+    DLSMS_ENV: Environment | None = None  # None: development when embedded, else production
+
+    # Security
+    JWT_SECRET: SecretStr | None = None
+    JWT_EXPIRE_HOURS: float = Field(24, gt=0)
+    BCRYPT_ROUNDS: int = Field(12, ge=4, le=31)
+    BCRYPT_CONCURRENCY: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    LOGIN_RATE_LIMIT: int = Field(10, ge=1)  # failed logins per minute, per student_id and per address
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+
+    # Booking rules (durations accept decimals so tests can run a life cycle in seconds)
+    GRACE_MINUTES: float = Field(15, ge=0)
+    CHECKIN_EARLY_MINUTES: float = Field(15, ge=0)
+    CLAIM_MINUTES: float = Field(10, gt=0)
+    MAX_RESERVATION_HOURS: float = Field(4, gt=0)
+    BOOKING_HORIZON_DAYS: float = Field(14, gt=0)
+    SWEEP_INTERVAL_SECONDS: float = Field(60, gt=0)
+    NO_SHOW_LIMIT: int = Field(3, ge=1)
+    NO_SHOW_WINDOW_DAYS: float = Field(30, gt=0)
+    SUSPENSION_DAYS: float = Field(7, ge=0)
+
+    # Operations
+    SCHEDULER_ENABLED: bool = True
+    DB_POOL_MIN_SIZE: int = Field(2, ge=0)
+    DB_POOL_MAX_SIZE: int = Field(20, ge=1)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Demo seed
+    ADMIN_PASSWORD: SecretStr | None = None
+    DEMO_TIMEZONE: str = "UTC"
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_PG_SCHEMES):
+            raise ValueError("must start with postgresql://")
+        return value or None
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("DEMO_TIMEZONE")
+    @classmethod
+    def _iana_timezone(cls, value: str) -> str:
+        if not is_iana_timezone(value):
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
+    @field_validator("ADMIN_PASSWORD")
+    @classmethod
+    def _admin_password_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not 8 <= len(value.get_secret_value().encode()) <= 72:
+            raise ValueError("must be 8 to 72 bytes long")
+        return value
+
+    @field_validator("JWT_SECRET")
+    @classmethod
+    def _jwt_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short key is brute-forceable; PyJWT warns below 32 bytes too.
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_environment(self) -> "Settings":
+        if self.DLSMS_ENV is None:
+            self.DLSMS_ENV = "development" if self.DATABASE_URL is None else "production"
+        if self.DB_POOL_MIN_SIZE > self.DB_POOL_MAX_SIZE:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if self.JWT_SECRET is None:
+            if self.DLSMS_ENV != "development":
+                raise ValueError(
+                    "JWT_SECRET is required unless DLSMS_ENV=development "
+                    "(set it to at least 32 random bytes)"
+                )
+            self.JWT_SECRET = SecretStr(secrets.token_urlsafe(48))
+            self._jwt_secret_generated = True
+        return self
+
+    _jwt_secret_generated: bool = PrivateAttr(default=False)
+
+    @property
+    def jwt_secret_generated(self) -> bool:
+        """True when no JWT_SECRET was given and a random one was made (development)."""
+        return self._jwt_secret_generated
+
+    @property
+    def jwt_secret(self) -> str:
+        assert self.JWT_SECRET is not None  # filled in by _resolve_environment
+        return self.JWT_SECRET.get_secret_value()
+
+
+def is_iana_timezone(name: str) -> bool:
+    """True for a real IANA zone name (``Europe/Berlin``), false for anything else."""
+    if not name or name != name.strip() or len(name) > 64:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong, never echoing secrets."""
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"] and error["loc"][0] not in _SECRET_FIELDS and "input" in error:
+            shown = error["input"]
+            if isinstance(shown, str | int | float):
+                message += f" (got {shown!r})"
+        problems.append(f"{name}: {message}" if error["loc"] else message)
+    return "invalid settings: " + "; ".join(problems)

@@ -1,0 +1,19 @@
+"""What the lifespan builds once per process and every request can reach."""
+
+from typing import TypedDict
+
+from redis.asyncio import Redis
+
+from app.db.pool import Pool
+from app.ratelimit import LoginLimiter
+from app.security import PasswordHasher
+from app.settings import Settings
+
+
+class AppState(TypedDict):
+    settings: Settings
+    database_url: str
+    pool: Pool
+    redis: Redis | None
+    hasher: PasswordHasher
+    login_limiter: LoginLimiter
