@@ -3,11 +3,12 @@
 import asyncio
 import os
 
-from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from alembic import context
 
 # Any constant works; it only has to be the same for every instance of the service.
 _MIGRATION_LOCK_ID = 7_318_402_133

@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -31,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--workers", type=int, default=1)
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     seed = commands.add_parser("seed", help="load data")
-    seed.add_argument("--demo", action="store_true", required=True,
-                      help="the demo library: 3 branches, 49 seats, 10 students, 1 admin")
+    seed.add_argument(
+        "--demo",
+        action="store_true",
+        required=True,
+        help="the demo library: 3 branches, 49 seats, 10 students, 1 admin",
+    )
 
     args = parser.parse_args(argv)
     settings = load_settings()
@@ -74,24 +77,42 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         os.environ["JWT_SECRET"] = settings.jwt_secret
         embedded = settings.DATABASE_URL is None
         base = f"http://{host}:{port}"
-        database = (f"embedded PostgreSQL in {settings.EMBEDDED_PG_DIR.resolve()}"
-                    if embedded else mask_password(url))
-        redis = (mask_password(settings.REDIS_URL) if settings.REDIS_URL
-                 else "not configured (no cache; in-process fan-out and rate limits)")
-        print(f"DL-SMS serving on {base} ({workers} worker{'s' if workers != 1 else ''}, "
-              f"{settings.DLSMS_ENV})\n"
-              f"  database: {database}\n"
-              f"  redis:    {redis}\n"
-              f"  docs:     {base}/docs", flush=True)
+        database = (
+            f"embedded PostgreSQL in {settings.EMBEDDED_PG_DIR.resolve()}"
+            if embedded
+            else mask_password(url)
+        )
+        redis = (
+            mask_password(settings.REDIS_URL)
+            if settings.REDIS_URL
+            else "not configured (no cache; in-process fan-out and rate limits)"
+        )
+        print(
+            f"DL-SMS serving on {base} ({workers} worker{'s' if workers != 1 else ''}, "
+            f"{settings.DLSMS_ENV})\n"
+            f"  database: {database}\n"
+            f"  redis:    {redis}\n"
+            f"  docs:     {base}/docs",
+            flush=True,
+        )
         if settings.jwt_secret_generated:
-            print("  warning:  JWT_SECRET not set; a random one is used and tokens won't "
-                  "survive a restart", flush=True)
+            print(
+                "  warning:  JWT_SECRET not set; a random one is used and tokens won't "
+                "survive a restart",
+                flush=True,
+            )
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
         # previous handler. Python's default would kill the process on the spot and
         # leave the embedded PostgreSQL running; exiting normally stops it (finally).
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run("app.main:app", host=host, port=port, workers=workers,
-                    log_level=settings.LOG_LEVEL.lower(), timeout_graceful_shutdown=10)
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.LOG_LEVEL.lower(),
+            timeout_graceful_shutdown=10,
+        )
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -108,13 +129,17 @@ async def _seed_demo(url: str, settings: Settings) -> demo.SeedResult:
 
 
 def _print_seed(result: demo.SeedResult) -> None:
-    print(f"demo library: {result.branches} branches, {result.seats} seats; "
-          f"students S2021001..S2021010 (password {demo.STUDENT_PASSWORD!r}), "
-          f"{result.students_created} new; admin account {demo.ADMIN_STUDENT_ID!r} "
-          f"{'created' if result.admin_created else 'exists'}")
+    print(
+        f"demo library: {result.branches} branches, {result.seats} seats; "
+        f"students S2021001..S2021010 (password {demo.STUDENT_PASSWORD!r}), "
+        f"{result.students_created} new; admin account {demo.ADMIN_STUDENT_ID!r} "
+        f"{'created' if result.admin_created else 'exists'}"
+    )
     if result.admin_password_generated:
-        print(f"admin password (generated; set ADMIN_PASSWORD to choose one): "
-              f"{result.admin_password_generated}")
+        print(
+            f"admin password (generated; set ADMIN_PASSWORD to choose one): "
+            f"{result.admin_password_generated}"
+        )
 
 
 def mask_password(url: str) -> str:
@@ -127,4 +152,4 @@ def mask_password(url: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -51,7 +51,8 @@ async def _now() -> datetime:
 
 
 async def _current_user(
-    token: Annotated[str | None, Depends(_bearer)], settings: Annotated[Settings, Depends(_settings)]
+    token: Annotated[str | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(_settings)],
 ) -> TokenUser:
     if not token:
         raise NotAuthenticated()

@@ -25,8 +25,13 @@ class DomainError(Exception):
     code: ClassVar[str] = "bad_request"
     default_detail: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.detail = detail or self.default_detail
         self.headers = headers
         self.extra = extra or {}
@@ -59,7 +64,11 @@ class Forbidden(DomainError):
 
 
 class Suspended(DomainError):
-    status_code, code, default_detail = 403, "suspended", "Booking is suspended after repeated no-shows"
+    status_code, code, default_detail = (
+        403,
+        "suspended",
+        "Booking is suspended after repeated no-shows",
+    )
 
     def __init__(self, suspended_until: datetime) -> None:
         super().__init__(
@@ -195,13 +204,20 @@ def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    extra = {k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-             for k, v in exc.extra.items()}
+    extra = {
+        k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+        for k, v in exc.extra.items()
+    }
     return JSONResponse(_body(exc.detail, exc.code, **extra), exc.status_code, headers=exc.headers)
 
 
-_HTTP_CODES = {401: "not_authenticated", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES = {
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

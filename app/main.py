@@ -44,7 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield await _start(settings, stack)
 
     app = FastAPI(
-        title="DL-SMS", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        title="DL-SMS",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
@@ -52,8 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     if settings.CORS_ORIGINS:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.CORS_ORIGINS, allow_credentials=False,
-            allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After"],
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContextMiddleware)
     return app
@@ -80,8 +87,12 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
 
     redis: Redis | None = None
     if settings.REDIS_URL:
-        redis = Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0,
-                               health_check_interval=30)
+        redis = Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
+        )
         stack.push_async_callback(redis.aclose)
 
     return AppState(

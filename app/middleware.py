@@ -55,8 +55,11 @@ class RequestContextMiddleware:
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 response = JSONResponse(
-                    {"detail": "Internal server error", "code": "internal_error",
-                     "request_id": request_id},
+                    {
+                        "detail": "Internal server error",
+                        "code": "internal_error",
+                        "request_id": request_id,
+                    },
                     500,
                 )
             await response(scope, receive, send_with_id)

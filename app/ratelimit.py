@@ -7,6 +7,7 @@ counts; otherwise (or while Redis is down) in this process's memory.
 import logging
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -24,9 +25,9 @@ class LoginLimiter:
         self._redis: MovingWindowRateLimiter | None = None
         if redis is not None:
             # Share the application's Redis connection pool instead of opening another.
+            shared_pool: dict[str, Any] = {"connection_pool": redis.connection_pool}
             storage: Storage = RedisStorage(
-                "async+redis://", implementation="redispy", key_prefix="dlsms:login",
-                connection_pool=redis.connection_pool,
+                "async+redis://", implementation="redispy", key_prefix="dlsms:login", **shared_pool
             )
             self._redis = MovingWindowRateLimiter(storage)
 

@@ -67,13 +67,15 @@ def decode_token(token: str, *, secret: str) -> TokenClaims:
     """Verify signature and expiry; only HS256 is accepted (no ``alg: none``, no key confusion)."""
     try:
         payload = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM],
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
             options={"require": ["exp", "sub", "sid", "role"]},
         )
-        user = TokenUser(id=int(payload["sub"]), student_id=str(payload["sid"]),
-                         role=Role(payload["role"]))
+        user = TokenUser(
+            id=int(payload["sub"]), student_id=str(payload["sid"]), role=Role(payload["role"])
+        )
         expires_at = datetime.fromtimestamp(int(payload["exp"]), tz=UTC)
     except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
         raise InvalidToken() from exc
     return TokenClaims(user=user, expires_at=expires_at)
-

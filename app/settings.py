@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -32,7 +39,8 @@ class Settings(BaseSettings):
     JWT_EXPIRE_HOURS: float = Field(24, gt=0)
     BCRYPT_ROUNDS: int = Field(12, ge=4, le=31)
     BCRYPT_CONCURRENCY: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
-    LOGIN_RATE_LIMIT: int = Field(10, ge=1)  # failed logins per minute, per student_id and per address
+    # Failed logins per minute, per student_id and per client address.
+    LOGIN_RATE_LIMIT: int = Field(10, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
 
     # Booking rules (durations accept decimals so tests can run a life cycle in seconds)

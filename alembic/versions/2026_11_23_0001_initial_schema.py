@@ -101,19 +101,29 @@ def upgrade() -> None:
         )
     """)
     # "My reservations", newest first.
-    op.execute("CREATE INDEX reservations_user_start_idx ON reservations (user_id, start_time DESC)")
+    op.execute(
+        "CREATE INDEX reservations_user_start_idx ON reservations (user_id, start_time DESC)"
+    )
     # Statistics and admin listings select by start time.
     op.execute("CREATE INDEX reservations_start_idx ON reservations (start_time)")
     # Each sweep scans only the rows it may change.
-    op.execute("CREATE INDEX reservations_confirmed_start_idx ON reservations (start_time) "
-               "WHERE status = 'CONFIRMED'")
-    op.execute("CREATE INDEX reservations_checked_in_end_idx ON reservations (end_time) "
-               "WHERE status = 'CHECKED_IN'")
-    op.execute("CREATE INDEX reservations_held_expiry_idx ON reservations (offer_expires_at) "
-               "WHERE status = 'HELD'")
+    op.execute(
+        "CREATE INDEX reservations_confirmed_start_idx ON reservations (start_time) "
+        "WHERE status = 'CONFIRMED'"
+    )
+    op.execute(
+        "CREATE INDEX reservations_checked_in_end_idx ON reservations (end_time) "
+        "WHERE status = 'CHECKED_IN'"
+    )
+    op.execute(
+        "CREATE INDEX reservations_held_expiry_idx ON reservations (offer_expires_at) "
+        "WHERE status = 'HELD'"
+    )
     # Fair use counts a user's recent no-shows.
-    op.execute("CREATE INDEX reservations_user_no_show_idx ON reservations (user_id, start_time) "
-               "WHERE status = 'NO_SHOW'")
+    op.execute(
+        "CREATE INDEX reservations_user_no_show_idx ON reservations (user_id, start_time) "
+        "WHERE status = 'NO_SHOW'"
+    )
 
     op.execute("""
         CREATE TABLE idempotency_keys (
@@ -157,13 +167,19 @@ def upgrade() -> None:
         )
     """)
     # Queues in creation order: a seat's, and a branch's branch-level entries.
-    op.execute("CREATE INDEX waitlist_seat_queue_idx ON waitlist_entries (seat_id, created_at, id) "
-               "WHERE status = 'WAITING' AND seat_id IS NOT NULL")
-    op.execute("CREATE INDEX waitlist_branch_queue_idx ON waitlist_entries "
-               "(branch_id, created_at, id) WHERE status = 'WAITING' AND seat_id IS NULL")
+    op.execute(
+        "CREATE INDEX waitlist_seat_queue_idx ON waitlist_entries (seat_id, created_at, id) "
+        "WHERE status = 'WAITING' AND seat_id IS NOT NULL"
+    )
+    op.execute(
+        "CREATE INDEX waitlist_branch_queue_idx ON waitlist_entries "
+        "(branch_id, created_at, id) WHERE status = 'WAITING' AND seat_id IS NULL"
+    )
     op.execute("CREATE INDEX waitlist_user_idx ON waitlist_entries (user_id, created_at DESC)")
-    op.execute("CREATE INDEX waitlist_reservation_idx ON waitlist_entries (reservation_id) "
-               "WHERE reservation_id IS NOT NULL")
+    op.execute(
+        "CREATE INDEX waitlist_reservation_idx ON waitlist_entries (reservation_id) "
+        "WHERE reservation_id IS NOT NULL"
+    )
 
     op.execute("""
         CREATE TABLE notifications (
@@ -184,6 +200,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # The btree_gist extension stays: other schemas in the database may use it.
-    for table in ("notifications", "waitlist_entries", "idempotency_keys", "reservations",
-                  "seats", "branches", "users"):
+    for table in (
+        "notifications",
+        "waitlist_entries",
+        "idempotency_keys",
+        "reservations",
+        "seats",
+        "branches",
+        "users",
+    ):
         op.execute(f"DROP TABLE IF EXISTS {table}")

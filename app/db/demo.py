@@ -17,7 +17,7 @@ _INSERT_USER = """
     INSERT INTO users (student_id, name, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT ON CONSTRAINT users_student_id_key DO NOTHING
 """
-_SET_PASSWORD = "UPDATE users SET password_hash = $2 WHERE student_id = $1"
+_SET_PASSWORD = "UPDATE users SET password_hash = $2 WHERE student_id = $1"  # noqa: S105
 
 
 async def upsert_branch(conn: Connection, name: str, timezone: str) -> int:
@@ -35,7 +35,9 @@ async def existing_student_ids(conn: Connection, student_ids: list[str]) -> set[
     return {row["student_id"] for row in await conn.fetch(_EXISTING_USERS, student_ids)}
 
 
-async def insert_users(conn: Connection, users: list[tuple[str, str, str | None, str, str]]) -> None:
+async def insert_users(
+    conn: Connection, users: list[tuple[str, str, str | None, str, str]]
+) -> None:
     await conn.executemany(_INSERT_USER, users)
 
 

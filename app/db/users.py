@@ -18,8 +18,13 @@ _GET_WITH_PASSWORD = f"SELECT {_COLUMNS}, password_hash FROM users WHERE student
 
 
 async def insert(
-    conn: Connection, *, student_id: str, name: str, email: str | None,
-    password_hash: str, role: Role = Role.STUDENT,
+    conn: Connection,
+    *,
+    student_id: str,
+    name: str,
+    email: str | None,
+    password_hash: str,
+    role: Role = Role.STUDENT,
 ) -> User:
     try:
         row = await conn.fetchrow(_INSERT, student_id, name, email, password_hash, role.value)

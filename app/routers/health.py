@@ -33,13 +33,17 @@ async def health(request: Request) -> HealthOut:
     return HealthOut(status="ok", database=database, redis=redis)
 
 
-@router.get("/ready", response_model=HealthOut,
-            responses={503: {"model": HealthOut, "description": "PostgreSQL does not answer"}})
+@router.get(
+    "/ready",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "PostgreSQL does not answer"}},
+)
 async def ready(request: Request) -> JSONResponse:
     """200 when PostgreSQL answers (Redis is optional: reported, not required), else 503."""
     database, redis = await asyncio.gather(_database_state(request), _redis_state(request))
-    body = HealthOut(status="ready" if database == "up" else "not_ready",
-                     database=database, redis=redis)
+    body = HealthOut(
+        status="ready" if database == "up" else "not_ready", database=database, redis=redis
+    )
     return JSONResponse(body.model_dump(), status_code=200 if database == "up" else 503)
 
 

@@ -53,7 +53,7 @@ class MeOut(UserOut):
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (OAuth2 token type, not a secret)
     expires_at: datetime
     user: UserOut
 

@@ -27,19 +27,32 @@ class Me:
 
 
 async def register(
-    pool: Pool, hasher: PasswordHasher, *, student_id: str, name: str,
-    email: str | None, password: str,
+    pool: Pool,
+    hasher: PasswordHasher,
+    *,
+    student_id: str,
+    name: str,
+    email: str | None,
+    password: str,
 ) -> User:
     # Hash before taking a connection: bcrypt takes ~200 ms and the pool is shared.
     password_hash = await hasher.hash(password)
     async with pool.acquire() as conn:
-        return await users_db.insert(conn, student_id=student_id, name=name, email=email,
-                                     password_hash=password_hash)
+        return await users_db.insert(
+            conn, student_id=student_id, name=name, email=email, password_hash=password_hash
+        )
 
 
 async def login(
-    pool: Pool, hasher: PasswordHasher, limiter: LoginLimiter, settings: Settings, *,
-    student_id: str, password: str, address: str, now: datetime,
+    pool: Pool,
+    hasher: PasswordHasher,
+    limiter: LoginLimiter,
+    settings: Settings,
+    *,
+    student_id: str,
+    password: str,
+    address: str,
+    now: datetime,
 ) -> LoginResult:
     retry_after = await limiter.retry_after(student_id=student_id, address=address)
     if retry_after is not None:
@@ -51,11 +64,18 @@ async def login(
         await limiter.record_failure(student_id=student_id, address=address)
         raise InvalidCredentials()
     token, expires_at = encode_token(
-        secret=settings.jwt_secret, user_id=user.id, student_id=user.student_id, role=user.role,
-        now=now, ttl=timedelta(hours=settings.JWT_EXPIRE_HOURS),
+        secret=settings.jwt_secret,
+        user_id=user.id,
+        student_id=user.student_id,
+        role=user.role,
+        now=now,
+        ttl=timedelta(hours=settings.JWT_EXPIRE_HOURS),
     )
-    return LoginResult(access_token=token, expires_at=expires_at,
-                       user=User.model_validate(user.model_dump(exclude={"password_hash"})))
+    return LoginResult(
+        access_token=token,
+        expires_at=expires_at,
+        user=User.model_validate(user.model_dump(exclude={"password_hash"})),
+    )
 
 
 def verify(settings: Settings, token: str) -> TokenClaims:

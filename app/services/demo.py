@@ -9,7 +9,7 @@ from app.db.pool import Connection
 from app.security import PasswordHasher
 from app.settings import Settings
 
-STUDENT_PASSWORD = "password123"  # documented demo password, not a secret
+STUDENT_PASSWORD = "password123"  # noqa: S105 (the documented demo password)
 ADMIN_STUDENT_ID = "admin"
 
 # (area, label prefix, count, has_power, has_monitor), per branch.
@@ -31,8 +31,16 @@ _LAYOUT: dict[str, list[tuple[str, str, int, bool, bool]]] = {
 }
 
 _STUDENT_NAMES = [
-    "Alice Chen", "Ben Okafor", "Chloe Martin", "Daniel Kim", "Emma Rossi",
-    "Farid Haddad", "Grace Liu", "Hugo Silva", "Isla Novak", "Jonas Weber",
+    "Alice Chen",
+    "Ben Okafor",
+    "Chloe Martin",
+    "Daniel Kim",
+    "Emma Rossi",
+    "Farid Haddad",
+    "Grace Liu",
+    "Hugo Silva",
+    "Isla Novak",
+    "Jonas Weber",
 ]
 
 
@@ -79,10 +87,13 @@ async def seed_demo(conn: Connection, hasher: PasswordHasher, settings: Settings
             branch_seats = demo_seats(branch)
             await demo_db.insert_seats(conn, branch_id, branch_seats)
             seats += len(branch_seats)
-        await demo_db.insert_users(conn, [
-            (sid, name, f"{sid.lower()}@students.example.edu", password_hash, "student")
-            for (sid, name), password_hash in zip(new_students, student_hashes, strict=True)
-        ])
+        await demo_db.insert_users(
+            conn,
+            [
+                (sid, name, f"{sid.lower()}@students.example.edu", password_hash, "student")
+                for (sid, name), password_hash in zip(new_students, student_hashes, strict=True)
+            ],
+        )
         if admin_created:
             await demo_db.insert_users(
                 conn, [(ADMIN_STUDENT_ID, "Library Staff", None, hashes[-1], "admin")]
@@ -90,10 +101,13 @@ async def seed_demo(conn: Connection, hasher: PasswordHasher, settings: Settings
         elif set_admin_password:
             await demo_db.set_password(conn, ADMIN_STUDENT_ID, hashes[-1])
 
-    return SeedResult(branches=len(_LAYOUT), seats=seats, students_created=len(new_students),
-                      admin_created=admin_created,
-                      admin_password_generated=admin_password if generated and admin_created
-                      else None)
+    return SeedResult(
+        branches=len(_LAYOUT),
+        seats=seats,
+        students_created=len(new_students),
+        admin_created=admin_created,
+        admin_password_generated=admin_password if generated and admin_created else None,
+    )
 
 
 def _admin_password(settings: Settings) -> tuple[str, bool]:

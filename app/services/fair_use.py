@@ -7,7 +7,9 @@ from app.db.pool import Connection
 from app.settings import Settings
 
 
-def suspension_end(no_show_starts: list[datetime], settings: Settings, now: datetime) -> datetime | None:
+def suspension_end(
+    no_show_starts: list[datetime], settings: Settings, now: datetime
+) -> datetime | None:
     """When the current suspension ends, or None.
 
     A no-show that brings the count within ``NO_SHOW_WINDOW_DAYS`` (counted back from
