@@ -14,6 +14,7 @@ import uvicorn
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
+from app.logs import configure_logging
 from app.main import load_settings
 from app.security import PasswordHasher
 from app.services import demo
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     settings = load_settings()
+    configure_logging(settings.LOG_LEVEL)
     if args.command == "serve":
         _serve(settings, host=args.host, port=args.port, workers=args.workers)
     elif args.command == "migrate":

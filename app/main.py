@@ -68,7 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
     """Open everything the process needs; ``stack`` closes it in reverse order."""
-    configure_logging(settings.LOG_LEVEL)
     if settings.jwt_secret_generated:
         log.warning("JWT_SECRET is not set: using a random one; tokens won't survive a restart")
 
@@ -117,5 +116,7 @@ def __getattr__(name: str) -> Any:
     # `uvicorn app.main:app` looks up `app`: build it on first access rather than at
     # import time, so importing this module (tests, tools) reads no environment.
     if name == "app":
-        return create_app()
+        settings = load_settings()
+        configure_logging(settings.LOG_LEVEL)  # the process entry point owns logging
+        return create_app(settings)
     raise AttributeError(name)

@@ -1,0 +1,208 @@
+"""Test fixtures on a real PostgreSQL (and a real Redis where one answers).
+
+Where the database comes from:
+- TEST_DATABASE_URL, else DATABASE_URL: a server on which a fresh database
+  ``dlsms_test_<worker>`` is created for the session (the named database is untouched);
+- neither: an embedded PostgreSQL in a temporary directory.
+The schema is migrated once per session; each test starts from empty tables.
+
+Redis: TEST_REDIS_URL (default redis://127.0.0.1:6379/15). Tests marked ``redis``
+skip when none answers, unless DLSMS_REQUIRE_REDIS=1 (CI), where they fail instead.
+"""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from app.db.embedded import EmbeddedPostgres
+from app.db.migrations import upgrade_to_head
+from app.main import create_app
+from app.settings import Settings
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+TABLES = ("notifications", "waitlist_entries", "idempotency_keys", "reservations", "seats",
+          "branches", "users")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` (works for TCP and unix-socket URLs)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "pg")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+async def _recreate_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(database_server_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory: an empty database with the given suffix (dropped at the end of the session)."""
+    created: list[str] = []
+
+    def make(suffix: str) -> str:
+        name = f"dlsms_test_{_worker()}_{suffix}"
+        asyncio.run(_recreate_database(database_server_url, name))
+        created.append(name)
+        return with_database(database_server_url, name)
+
+    yield make
+    for name in created:
+        asyncio.run(_drop_database(database_server_url, name))
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Callable[[str], str]) -> str:
+    """The session's migrated test database."""
+    url = fresh_database("app")
+    upgrade_to_head(url)
+    return url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test database, for arranging and asserting in SQL.
+    Every table is emptied after the test (committed data is what concurrency tests need)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        await conn.close()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": None,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "DLSMS_ENV": "test",
+        "BCRYPT_ROUNDS": 4,
+        "SCHEDULER_ENABLED": False,
+        "DB_POOL_MIN_SIZE": 1,
+        "DB_POOL_MAX_SIZE": 20,
+        "CORS_ORIGINS": [],
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+AppClient = httpx.AsyncClient
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(
+    db: asyncpg.Connection, database_url: str
+) -> AsyncIterator[ClientFactory]:
+    """Factory: a client for an app built with ``make_settings(**overrides)``, lifespan run.
+    Pass ``app_hook`` to change the app (dependency overrides, extra routes) before start."""
+    async with AsyncExitStack() as stack:
+
+        async def make(
+            app_hook: Callable[[FastAPI], None] | None = None, **overrides: Any
+        ) -> httpx.AsyncClient:
+            app = create_app(make_settings(database_url, **overrides))
+            if app_hook is not None:
+                app_hook(app)
+            manager = await stack.enter_async_context(LifespanManager(app))
+            transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> httpx.AsyncClient:
+    return await make_client()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A reachable Redis database for this test, emptied before and after."""
+    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    redis = Redis.from_url(base, socket_connect_timeout=1)
+    try:
+        await redis.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
+        await redis.aclose()
+        if os.environ.get("DLSMS_REQUIRE_REDIS") == "1":
+            pytest.fail(f"DLSMS_REQUIRE_REDIS=1 but no Redis answers at {base}: {exc}")
+        pytest.skip(f"no Redis answers at {base}")
+    await redis.flushdb()
+    try:
+        yield base
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+
+async def register(client: httpx.AsyncClient, student_id: str = "S1000001",
+                   password: str = "correct horse", **extra: Any) -> dict[str, Any]:
+    body = {"student_id": student_id, "name": "Test Student", "password": password, **extra}
+    response = await client.post("/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def login(client: httpx.AsyncClient, student_id: str = "S1000001",
+                password: str = "correct horse") -> str:
+    response = await client.post("/auth/login", json={"student_id": student_id, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
