@@ -18,7 +18,7 @@ from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.ratelimit import LoginLimiter
-from app.routers import auth, health
+from app.routers import auth, health, seats
 from app.security import PasswordHasher
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(seats.router)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

@@ -31,8 +31,15 @@ from app.main import create_app
 from app.settings import Settings
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
-TABLES = ("notifications", "waitlist_entries", "idempotency_keys", "reservations", "seats",
-          "branches", "users")
+TABLES = (
+    "notifications",
+    "waitlist_entries",
+    "idempotency_keys",
+    "reservations",
+    "seats",
+    "branches",
+    "users",
+)
 
 
 def with_database(url: str, name: str) -> str:
@@ -137,9 +144,7 @@ ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
-async def make_client(
-    db: asyncpg.Connection, database_url: str
-) -> AsyncIterator[ClientFactory]:
+async def make_client(db: asyncpg.Connection, database_url: str) -> AsyncIterator[ClientFactory]:
     """Factory: a client for an app built with ``make_settings(**overrides)``, lifespan run.
     Pass ``app_hook`` to change the app (dependency overrides, extra routes) before start."""
     async with AsyncExitStack() as stack:
@@ -171,7 +176,7 @@ async def redis_url() -> AsyncIterator[str]:
     redis = Redis.from_url(base, socket_connect_timeout=1)
     try:
         await redis.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
+    except Exception as exc:  # any failure means "no Redis here"
         await redis.aclose()
         if os.environ.get("DLSMS_REQUIRE_REDIS") == "1":
             pytest.fail(f"DLSMS_REQUIRE_REDIS=1 but no Redis answers at {base}: {exc}")
@@ -184,8 +189,12 @@ async def redis_url() -> AsyncIterator[str]:
         await redis.aclose()
 
 
-async def register(client: httpx.AsyncClient, student_id: str = "S1000001",
-                   password: str = "correct horse", **extra: Any) -> dict[str, Any]:
+async def register(
+    client: httpx.AsyncClient,
+    student_id: str = "S1000001",
+    password: str = "correct horse",
+    **extra: Any,
+) -> dict[str, Any]:
     body = {"student_id": student_id, "name": "Test Student", "password": password, **extra}
     response = await client.post("/auth/register", json=body)
     assert response.status_code == 201, response.text
@@ -193,9 +202,12 @@ async def register(client: httpx.AsyncClient, student_id: str = "S1000001",
     return result
 
 
-async def login(client: httpx.AsyncClient, student_id: str = "S1000001",
-                password: str = "correct horse") -> str:
-    response = await client.post("/auth/login", json={"student_id": student_id, "password": password})
+async def login(
+    client: httpx.AsyncClient, student_id: str = "S1000001", password: str = "correct horse"
+) -> str:
+    response = await client.post(
+        "/auth/login", json={"student_id": student_id, "password": password}
+    )
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token

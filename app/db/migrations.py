@@ -1,5 +1,6 @@
 """Run the Alembic migrations from code (``dlsms migrate``, ``dlsms serve``, tests)."""
 
+import threading
 from pathlib import Path
 
 from alembic.config import Config
@@ -7,6 +8,11 @@ from alembic.config import Config
 from alembic import command
 
 _ROOT = Path(__file__).resolve().parents[2]
+
+# Alembic's `context` and `op` are module-global proxies, so two migrations running in
+# one process at once clobber each other (KeyError: 'config'). Separate processes are
+# serialised by the advisory lock in alembic/env.py; threads of one process by this.
+_IN_PROCESS = threading.Lock()
 
 
 def alembic_config(database_url: str) -> Config:
@@ -23,8 +29,10 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Blocking; call it off the event loop (``asyncio.to_thread``) from async code."""
-    command.upgrade(alembic_config(database_url), "head")
+    with _IN_PROCESS:
+        command.upgrade(alembic_config(database_url), "head")
 
 
 def downgrade_to_base(database_url: str) -> None:
-    command.downgrade(alembic_config(database_url), "base")
+    with _IN_PROCESS:
+        command.downgrade(alembic_config(database_url), "base")

@@ -1,12 +1,11 @@
 """Auth requests and responses."""
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.models import Role
-from app.schemas.common import Label, Name, NewPassword, Password
+from app.schemas.common import Label, Name, NewPassword, Password, UtcDatetime
 
 
 class RegisterIn(BaseModel):
@@ -42,11 +41,11 @@ class UserOut(BaseModel):
     name: str
     email: str | None
     role: Role
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class MeOut(UserOut):
-    suspended_until: datetime | None = Field(
+    suspended_until: UtcDatetime | None = Field(
         description="End of a fair-use booking suspension; null when not suspended"
     )
 
@@ -54,7 +53,7 @@ class MeOut(UserOut):
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (OAuth2 token type, not a secret)
-    expires_at: datetime
+    expires_at: UtcDatetime
     user: UserOut
 
 
@@ -63,4 +62,4 @@ class VerifyOut(BaseModel):
     user_id: int
     student_id: str
     role: Role
-    expires_at: AwareDatetime
+    expires_at: UtcDatetime

@@ -1,5 +1,6 @@
 """Types shared by the request/response models."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -29,3 +30,11 @@ def _min_password(password: str) -> str:
 NewPassword = Annotated[str, AfterValidator(_min_password), AfterValidator(_bcrypt_length)]
 # A password being checked: any non-empty string bcrypt can take.
 Password = Annotated[str, Field(min_length=1), AfterValidator(_bcrypt_length)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Every time in a response is UTC, serialised with a trailing Z.
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]

@@ -1,0 +1,146 @@
+"""SQL for seats, branches and seat availability.
+
+Availability is answered by PostgreSQL with the GiST index behind the
+``reservations_seat_no_overlap`` constraint: the ``status IN (...)`` predicate below
+matches the constraint's WHERE clause word for word so the planner can use it.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from asyncpg import Range
+
+__all__ = ["Range", "SeatFilter", "interval", "point"]
+
+from app.db.pool import Connection
+from app.models import SeatStatus
+
+_ACTIVE = "r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')"
+
+# $1: the tstzrange availability is asked for.
+_SEAT_AVAILABLE = f"""
+    s.status = 'ACTIVE' AND NOT EXISTS (
+        SELECT 1 FROM reservations r
+        WHERE r.seat_id = s.id AND {_ACTIVE}
+          AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)
+"""
+
+_LIST = f"""
+    WITH matching AS (
+        SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
+               {_SEAT_AVAILABLE} AS available
+        FROM seats s JOIN branches b ON b.id = s.branch_id
+        WHERE ($2::text IS NULL OR b.name = $2)
+          AND ($3::text IS NULL OR s.area = $3)
+          AND ($4::boolean IS NULL OR s.has_power = $4)
+          AND ($5::boolean IS NULL OR s.has_monitor = $5)
+          AND ($6::text IS NULL OR s.status = $6)
+    )
+    SELECT *, count(*) OVER () AS total FROM matching
+    WHERE NOT $7::boolean OR available
+    ORDER BY id
+    LIMIT $8 OFFSET $9
+"""
+
+_COUNT = f"""
+    SELECT count(*) FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE ($2::text IS NULL OR b.name = $2)
+      AND ($3::text IS NULL OR s.area = $3)
+      AND ($4::boolean IS NULL OR s.has_power = $4)
+      AND ($5::boolean IS NULL OR s.has_monitor = $5)
+      AND ($6::text IS NULL OR s.status = $6)
+      AND (NOT $7::boolean OR {_SEAT_AVAILABLE})
+"""
+
+_GET = f"""
+    SELECT s.id, b.name AS branch, b.timezone, s.area, s.label, s.has_power, s.has_monitor,
+           s.status, {_SEAT_AVAILABLE} AS available
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE s.id = $2
+"""
+
+_BUSY = f"""
+    SELECT r.start_time, r.end_time FROM reservations r
+    WHERE r.seat_id = $1 AND {_ACTIVE}
+      AND tstzrange(r.start_time, r.end_time, '[)') && $2::tstzrange
+    ORDER BY r.start_time
+"""
+
+_BRANCHES = f"""
+    SELECT b.name,
+           count(s.id) AS total_seats,
+           count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND now_r.status IS NULL) AS available_now,
+           count(s.id) FILTER (WHERE now_r.status IN ('HELD', 'CONFIRMED')) AS reserved_now,
+           count(s.id) FILTER (WHERE now_r.status = 'CHECKED_IN') AS occupied_now,
+           count(s.id) FILTER (WHERE s.has_power) AS with_power,
+           count(s.id) FILTER (WHERE s.has_monitor) AS with_monitor,
+           coalesce(array_agg(DISTINCT s.area ORDER BY s.area)
+                    FILTER (WHERE s.id IS NOT NULL), '{{}}') AS areas
+    FROM branches b
+    LEFT JOIN seats s ON s.branch_id = b.id
+    LEFT JOIN LATERAL (
+        SELECT r.status FROM reservations r
+        WHERE r.seat_id = s.id AND {_ACTIVE}
+          AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange
+        LIMIT 1
+    ) now_r ON true
+    GROUP BY b.id
+    ORDER BY b.name
+"""
+
+
+@dataclass(frozen=True)
+class SeatFilter:
+    branch: str | None = None
+    area: str | None = None
+    has_power: bool | None = None
+    has_monitor: bool | None = None
+    status: SeatStatus | None = None
+    available_only: bool = False
+
+
+def point(moment: datetime) -> Range[datetime]:
+    """The range holding just ``moment``: overlaps [start, end) iff start <= moment < end."""
+    return Range(moment, moment, lower_inc=True, upper_inc=True)
+
+
+def interval(start: datetime, end: datetime) -> Range[datetime]:
+    """The half-open range [start, end)."""
+    return Range(start, end, lower_inc=True, upper_inc=False)
+
+
+def _filter_args(when: Range[datetime], f: SeatFilter) -> tuple[object, ...]:
+    status = f.status.value if f.status else None
+    return (when, f.branch, f.area, f.has_power, f.has_monitor, status, f.available_only)
+
+
+async def list_seats(
+    conn: Connection, when: Range[datetime], f: SeatFilter, *, limit: int, offset: int
+) -> tuple[list[dict[str, object]], int]:
+    """One page of seats with ``available`` for ``when``, and the total matching."""
+    args = _filter_args(when, f)
+    rows = await conn.fetch(_LIST, *args, limit, offset)
+    if rows:
+        total: int = rows[0]["total"]
+    else:  # past the last page: the window count has no row to ride on
+        total = await conn.fetchval(_COUNT, *args) if offset else 0
+    return [{k: v for k, v in row.items() if k != "total"} for row in rows], total
+
+
+async def get_seat(
+    conn: Connection, seat_id: int, when: Range[datetime]
+) -> dict[str, object] | None:
+    row = await conn.fetchrow(_GET, when, seat_id)
+    return None if row is None else dict(row)
+
+
+async def busy_intervals(
+    conn: Connection, seat_id: int, within: Range[datetime]
+) -> list[tuple[datetime, datetime]]:
+    """Active reservations of the seat overlapping ``within`` (no identities)."""
+    rows = await conn.fetch(_BUSY, seat_id, within)
+    return [(row["start_time"], row["end_time"]) for row in rows]
+
+
+async def branch_summaries(conn: Connection, now: datetime) -> list[dict[str, object]]:
+    return [dict(row) for row in await conn.fetch(_BRANCHES, point(now))]

@@ -1,0 +1,54 @@
+"""Seat discovery and branches: readable without a token."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.deps import Conn, Now, PathId
+from app.errors import InvalidInterval, NotFound, error_responses
+from app.schemas.seats import (
+    AvailabilityOut,
+    BranchOut,
+    DayQuery,
+    IntervalQuery,
+    SeatDetailOut,
+    SeatList,
+    SeatQuery,
+)
+from app.services import seats as seats_service
+
+router = APIRouter(tags=["seats"])
+
+
+@router.get("/seats", response_model=SeatList, responses=error_responses(InvalidInterval))
+async def list_seats(query: Annotated[SeatQuery, Query()], conn: Conn, now: Now) -> SeatList:
+    """Seats matching the filters, with `available` for [start_time, end_time) or for now."""
+    return await seats_service.list_seats(conn, query, now=now)
+
+
+@router.get("/seats/{seat_id}", response_model=SeatDetailOut, responses=error_responses(NotFound))
+async def get_seat(
+    seat_id: PathId, query: Annotated[DayQuery, Query()], conn: Conn, now: Now
+) -> SeatDetailOut:
+    """One seat, available now or not, with the day's busy intervals (branch time zone)."""
+    return await seats_service.seat_day(conn, seat_id, query.date, now=now)
+
+
+@router.get(
+    "/seats/{seat_id}/availability",
+    response_model=AvailabilityOut,
+    responses=error_responses(NotFound, InvalidInterval),
+)
+async def get_seat_availability(
+    seat_id: PathId, query: Annotated[IntervalQuery, Query()], conn: Conn, now: Now
+) -> AvailabilityOut:
+    """Whether the seat is free for [start_time, end_time), and what is in the way."""
+    return await seats_service.availability(
+        conn, seat_id, query.start_time, query.end_time, now=now
+    )
+
+
+@router.get("/branches", response_model=list[BranchOut])
+async def list_branches(conn: Conn, now: Now) -> list[BranchOut]:
+    """Every branch with live seat counts (a plain array: a few rows, never paged)."""
+    return await seats_service.branches(conn, now=now)

@@ -1,0 +1,84 @@
+"""Seats and branches: queries and responses."""
+
+import datetime as dt
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from app.models import SeatStatus
+from app.schemas.common import Area, Name, UtcDatetime
+
+
+class Page(BaseModel):
+    limit: int = Field(100, ge=1, le=500, description="Page size (at most 500)")
+    offset: int = Field(0, ge=0, le=2**63 - 1, description="Rows to skip")
+
+
+class SeatQuery(Page):
+    branch: Name | None = Field(None, description="Branch name")
+    area: Area | None = None
+    has_power: bool | None = None
+    has_monitor: bool | None = None
+    status: SeatStatus | None = None
+    available_only: bool = Field(False, description="Only seats free for the interval (or now)")
+    start_time: AwareDatetime | None = Field(
+        None, description="With end_time: compute `available` for [start_time, end_time)"
+    )
+    end_time: AwareDatetime | None = None
+
+
+class IntervalQuery(BaseModel):
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+
+
+class DayQuery(BaseModel):
+    date: dt.date | None = Field(
+        None, description="The day for `busy` (default: today, branch time)"
+    )
+
+
+class Interval(BaseModel):
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+
+
+class SeatOut(BaseModel):
+    id: int
+    branch: str
+    area: str
+    label: str
+    has_power: bool
+    has_monitor: bool
+    status: SeatStatus
+    available: bool = Field(
+        description="ACTIVE and free of HELD/CONFIRMED/CHECKED_IN reservations for the asked "
+        "interval, or at this moment when none was asked"
+    )
+
+
+class SeatList(BaseModel):
+    items: list[SeatOut]
+    total: int
+
+
+class SeatDetailOut(SeatOut):
+    busy: list[Interval] = Field(description="Booked intervals overlapping the day (no identities)")
+
+
+class AvailabilityOut(BaseModel):
+    seat_id: int
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    available: bool
+    conflicts: list[Interval]
+
+
+class BranchOut(BaseModel):
+    name: str
+    total_seats: int = Field(description="All seats, whatever their status")
+    available_now: int = Field(description="ACTIVE seats nobody holds at this moment")
+    reserved_now: int = Field(description="Seats held by a HELD or CONFIRMED reservation now")
+    occupied_now: int = Field(description="Seats whose reservation is CHECKED_IN now")
+    with_power: int
+    with_monitor: int
+    areas: list[str]
