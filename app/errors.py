@@ -193,7 +193,9 @@ DATABASE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
-    ConnectionError,
+    # Refused or reset connections; also Python 3.11's plain OSError("Multiple
+    # exceptions: ...") when a host name resolves to several addresses and none answers.
+    OSError,
     TimeoutError,
 )
 
