@@ -31,15 +31,12 @@ from app.main import create_app
 from app.settings import Settings
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
-TABLES = (
-    "notifications",
-    "waitlist_entries",
-    "idempotency_keys",
-    "reservations",
-    "seats",
-    "branches",
-    "users",
-)
+# Every application table, read from the migrated schema, so that a table added by a
+# later migration is emptied between tests too.
+_APP_TABLES = """
+    SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+    WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+"""
 
 
 def with_database(url: str, name: str) -> str:
@@ -114,7 +111,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     try:
         yield conn
     finally:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        tables = await conn.fetchval(_APP_TABLES)
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         await conn.close()
 
 
