@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from app.cache import SeatCache
 from app.db.pool import Connection, Pool
 from app.errors import Forbidden, NotAuthenticated
 from app.models import TokenUser
@@ -35,6 +36,10 @@ async def _pool(request: Request) -> Pool:
 async def _conn(request: Request) -> AsyncIterator[Connection]:
     async with app_state(request)["pool"].acquire() as conn:
         yield conn
+
+
+async def _cache(request: Request) -> SeatCache:
+    return app_state(request)["cache"]
 
 
 async def _hasher(request: Request) -> PasswordHasher:
@@ -68,6 +73,7 @@ async def _admin_user(user: Annotated[TokenUser, Depends(_current_user)]) -> Tok
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[Pool, Depends(_pool)]
 Conn = Annotated[Connection, Depends(_conn)]
+CacheDep = Annotated[SeatCache, Depends(_cache)]
 HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
 LoginLimiterDep = Annotated[LoginLimiter, Depends(_login_limiter)]
 Now = Annotated[datetime, Depends(_now)]

@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.timeutil import iso_z
+
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +74,7 @@ class Suspended(DomainError):
 
     def __init__(self, suspended_until: datetime) -> None:
         super().__init__(
-            f"Booking is suspended until {suspended_until.isoformat()} after repeated no-shows",
+            f"Booking is suspended until {iso_z(suspended_until)} after repeated no-shows",
             extra={"suspended_until": suspended_until},
         )
 
@@ -204,13 +206,15 @@ def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
 
+def error_body(exc: DomainError) -> dict[str, Any]:
+    """The JSON body a domain error is answered with (times in UTC with ``Z``)."""
+    extra = {k: iso_z(v) if isinstance(v, datetime) else v for k, v in exc.extra.items()}
+    return _body(exc.detail, exc.code, **extra)
+
+
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    extra = {
-        k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-        for k, v in exc.extra.items()
-    }
-    return JSONResponse(_body(exc.detail, exc.code, **extra), exc.status_code, headers=exc.headers)
+    return JSONResponse(error_body(exc), exc.status_code, headers=exc.headers)
 
 
 _HTTP_CODES = {

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from app.cache import SeatCache
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
@@ -18,7 +19,7 @@ from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.ratelimit import LoginLimiter
-from app.routers import auth, health, seats
+from app.routers import auth, health, reservations, seats
 from app.security import PasswordHasher
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(seats.router)
+    app.include_router(reservations.router)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -100,6 +102,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
         database_url=database_url,
         pool=pool,
         redis=redis,
+        cache=SeatCache(redis, settings.SEAT_CACHE_SECONDS),
         hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
     )

@@ -69,3 +69,20 @@ class TokenUser(Row):
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+
+class Reservation(Row):
+    id: int
+    user_id: int
+    seat_id: int
+    branch: str
+    area: str
+    label: str
+    start_time: datetime
+    end_time: datetime
+    status: ReservationStatus
+    created_at: datetime
+    checked_in_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    offer_expires_at: datetime | None

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
     SUSPENSION_DAYS: float = Field(7, ge=0)
 
     # Operations
+    # How long a seat listing may be served from Redis (writes invalidate it sooner).
+    SEAT_CACHE_SECONDS: float = Field(10, gt=0)
     SCHEDULER_ENABLED: bool = True
     DB_POOL_MIN_SIZE: int = Field(2, ge=0)
     DB_POOL_MAX_SIZE: int = Field(20, ge=1)
@@ -129,6 +132,27 @@ class Settings(BaseSettings):
     def jwt_secret_generated(self) -> bool:
         """True when no JWT_SECRET was given and a random one was made (development)."""
         return self._jwt_secret_generated
+
+    # The booking rules as durations.
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(minutes=self.GRACE_MINUTES)
+
+    @property
+    def checkin_early(self) -> timedelta:
+        return timedelta(minutes=self.CHECKIN_EARLY_MINUTES)
+
+    @property
+    def claim_window(self) -> timedelta:
+        return timedelta(minutes=self.CLAIM_MINUTES)
+
+    @property
+    def max_reservation(self) -> timedelta:
+        return timedelta(hours=self.MAX_RESERVATION_HOURS)
+
+    @property
+    def booking_horizon(self) -> timedelta:
+        return timedelta(days=self.BOOKING_HORIZON_DAYS)
 
     @property
     def jwt_secret(self) -> str:

@@ -4,6 +4,7 @@ from typing import TypedDict
 
 from redis.asyncio import Redis
 
+from app.cache import SeatCache
 from app.db.pool import Pool
 from app.ratelimit import LoginLimiter
 from app.security import PasswordHasher
@@ -15,5 +16,6 @@ class AppState(TypedDict):
     database_url: str
     pool: Pool
     redis: Redis | None
+    cache: SeatCache
     hasher: PasswordHasher
     login_limiter: LoginLimiter

@@ -2,7 +2,7 @@
 
 Where the database comes from:
 - TEST_DATABASE_URL, else DATABASE_URL: a server on which a fresh database
-  ``dlsms_test_<worker>`` is created for the session (the named database is untouched);
+  ``dlsms_test_<worker>_<pid>_app`` is created for the session (the named database is untouched);
 - neither: an embedded PostgreSQL in a temporary directory.
 The schema is migrated once per session; each test starts from empty tables.
 
@@ -21,12 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.db.embedded import EmbeddedPostgres
-from app.db.migrations import upgrade_to_head
+from app.db.migrations import alembic_config, upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
 
@@ -39,6 +40,16 @@ _APP_TABLES = """
 """
 
 
+def _migration_head() -> str:
+    head = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+    assert head is not None
+    return head
+
+
+# The newest revision in alembic/versions: what a migrated database records.
+MIGRATION_HEAD = _migration_head()
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` (works for TCP and unix-socket URLs)."""
     parts = urlsplit(url)
@@ -46,7 +57,9 @@ def with_database(url: str, name: str) -> str:
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # The pid too: two test runs on one server (two checkouts, a helper session) must
+    # not drop each other's databases.
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import pytest
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.settings import Settings
+from tests.conftest import MIGRATION_HEAD
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +196,6 @@ def test_migrate_without_database_url_uses_embedded_postgres_and_stops_it(
     check = EmbeddedPostgres(pg_dir)
     try:
         url = check.start()
-        assert run_sql(url, ("SELECT version_num FROM alembic_version",)) == [("0001",)]
+        assert run_sql(url, ("SELECT version_num FROM alembic_version",)) == [(MIGRATION_HEAD,)]
     finally:
         check.stop()

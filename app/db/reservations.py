@@ -1,14 +1,226 @@
-"""SQL for reservations."""
+"""SQL for reservations. Every state change is one conditional UPDATE: the WHERE clause
+holds the rule (status, owner, time window), so two requests racing on one row can't
+both pass it."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import asyncpg
 
 from app.db.pool import Connection
+from app.errors import ServiceUnavailable, error_for_constraint
+from app.models import Reservation, ReservationStatus
+
+Scope = Literal["upcoming", "history", "all"]
+
+# Columns of a Reservation, from `reservations r` joined to `seats s` and `branches b`.
+_COLUMNS = """
+    r.id, r.user_id, r.seat_id, b.name AS branch, s.area, s.label, r.start_time, r.end_time,
+    r.status, r.created_at, r.checked_in_at, r.cancelled_at, r.cancel_reason, r.offer_expires_at
+"""
+_JOIN_SEAT = "JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id"
+
+# What booking needs to know first, in one round trip: the seat, and the user's recent
+# no-shows (fair use).
+_BOOKING_CONTEXT = """
+    SELECT s.status, b.name AS branch,
+           ARRAY(SELECT n.start_time FROM reservations n
+                 WHERE n.user_id = $2 AND n.status = 'NO_SHOW'
+                   AND n.start_time > $3 AND n.start_time <= $4) AS no_show_starts
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE s.id = $1
+"""
+
+# FOR SHARE on the seat: staff closing it (an UPDATE) waits for this booking to commit
+# and then cancels it, or the booking sees the seat closed and inserts nothing.
+_INSERT = f"""
+    WITH s AS (
+        SELECT id, branch_id, area, label FROM seats
+        WHERE id = $2 AND status = 'ACTIVE' FOR SHARE
+    ), r AS (
+        INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
+                                  created_at, updated_at)
+        SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s
+        RETURNING *
+    )
+    SELECT {_COLUMNS} FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+"""
+
+_GET = f"SELECT {_COLUMNS} FROM reservations r {_JOIN_SEAT} WHERE r.id = $1"
+
+_SCOPES: dict[Scope, tuple[str, str]] = {
+    # (condition on $3 = now, order)
+    "upcoming": ("r.end_time > $3", "r.start_time, r.id"),
+    "history": (
+        "r.end_time <= $3 AND r.end_time > $3 - interval '30 days'",
+        "r.start_time DESC, r.id DESC",
+    ),
+    "all": ("true", "r.start_time DESC, r.id DESC"),
+}
+
+
+def _list_sql(scope: Scope) -> str:
+    condition, order = _SCOPES[scope]
+    return f"""
+        SELECT {_COLUMNS}, count(*) OVER () AS total
+        FROM reservations r {_JOIN_SEAT}
+        WHERE r.user_id = $1 AND ($2::text IS NULL OR r.status = $2) AND {condition}
+        ORDER BY {order}
+        LIMIT $4 OFFSET $5
+    """
+
+
+_LIST = {scope: _list_sql(scope) for scope in _SCOPES}
+
+# $2: the owner, or NULL for staff acting on anyone's reservation.
+_CHECK_IN = f"""
+    UPDATE reservations r SET status = 'CHECKED_IN', checked_in_at = $3, updated_at = $3
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = $1 AND s.id = r.seat_id AND ($2::bigint IS NULL OR r.user_id = $2)
+      AND r.status = 'CONFIRMED'
+      AND $3 BETWEEN r.start_time - $4::interval AND r.start_time + $5::interval
+    RETURNING {_COLUMNS}
+"""
+
+# The old end_time comes from the locked row, so the caller learns which time was freed.
+_CHECK_OUT = f"""
+    WITH old AS (SELECT id, end_time FROM reservations WHERE id = $1 FOR UPDATE)
+    UPDATE reservations r
+    SET status = 'COMPLETED', end_time = least(r.end_time, $3), updated_at = $3
+    FROM old, seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = old.id AND s.id = r.seat_id AND r.user_id = $2
+      AND r.status = 'CHECKED_IN' AND r.start_time < $3
+    RETURNING {_COLUMNS}, old.end_time AS booked_until
+"""
+
+# HELD offers can always be declined; CONFIRMED ones until the check-in deadline
+# (after it the reservation is a no-show waiting for the sweep).
+_CANCEL = f"""
+    UPDATE reservations r
+    SET status = 'CANCELLED', cancelled_at = $3, cancel_reason = $5, updated_at = $3
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = $1 AND s.id = r.seat_id AND r.user_id = $2
+      AND (r.status = 'HELD' OR (r.status = 'CONFIRMED' AND $3 <= r.start_time + $4::interval))
+    RETURNING {_COLUMNS}
+"""
 
 _NO_SHOW_STARTS = """
     SELECT start_time FROM reservations
     WHERE user_id = $1 AND status = 'NO_SHOW' AND start_time > $2 AND start_time <= $3
     ORDER BY start_time DESC
 """
+
+# Concurrent inserts checked against two exclusion constraints can wait on each other
+# in opposite orders; PostgreSQL then aborts one (40P01). A retry sees the winner's
+# committed row and fails cleanly with 23P01, so a few attempts always settle it.
+_DEADLOCK_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class BookingContext:
+    seat_status: str
+    branch: str
+    no_show_starts: list[datetime]
+
+
+def _reservation(row: asyncpg.Record) -> Reservation:
+    return Reservation.model_validate(dict(row))
+
+
+async def booking_context(
+    conn: Connection, seat_id: int, user_id: int, *, no_shows_after: datetime, now: datetime
+) -> BookingContext | None:
+    row = await conn.fetchrow(_BOOKING_CONTEXT, seat_id, user_id, no_shows_after, now)
+    if row is None:
+        return None
+    return BookingContext(row["status"], row["branch"], list(row["no_show_starts"]))
+
+
+async def insert(
+    conn: Connection, *, user_id: int, seat_id: int, start: datetime, end: datetime, now: datetime
+) -> Reservation | None:
+    """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE.
+
+    Overlaps raise SeatConflict / UserOverlap (from the constraint that fired)."""
+    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        try:
+            if conn.is_in_transaction():
+                async with conn.transaction():  # a savepoint: a failure leaves the caller's
+                    row = await conn.fetchrow(_INSERT, user_id, seat_id, start, end, now)
+            else:
+                row = await conn.fetchrow(_INSERT, user_id, seat_id, start, end, now)
+        except asyncpg.ExclusionViolationError as exc:
+            raise error_for_constraint(exc) from exc
+        except asyncpg.DeadlockDetectedError as exc:
+            if attempt == _DEADLOCK_ATTEMPTS:
+                raise ServiceUnavailable("Too much contention on this booking; try again") from exc
+            continue
+        return None if row is None else _reservation(row)
+    raise AssertionError("unreachable")
+
+
+async def get(conn: Connection, reservation_id: int) -> Reservation | None:
+    row = await conn.fetchrow(_GET, reservation_id)
+    return None if row is None else _reservation(row)
+
+
+async def list_for_user(
+    conn: Connection,
+    user_id: int,
+    *,
+    scope: Scope,
+    status: ReservationStatus | None,
+    now: datetime,
+    limit: int,
+    offset: int,
+) -> tuple[list[Reservation], int]:
+    status_value = status.value if status else None
+    rows = await conn.fetch(_LIST[scope], user_id, status_value, now, limit, offset)
+    if rows:
+        return [_reservation(row) for row in rows], rows[0]["total"]
+    if offset == 0:
+        return [], 0
+    # Past the last page: count without paging.
+    counted = await conn.fetch(_LIST[scope], user_id, status_value, now, 1, 0)
+    return [], counted[0]["total"] if counted else 0
+
+
+async def check_in(
+    conn: Connection,
+    reservation_id: int,
+    *,
+    user_id: int | None,
+    now: datetime,
+    early: timedelta,
+    grace: timedelta,
+) -> Reservation | None:
+    """CONFIRMED -> CHECKED_IN inside the window; None when the row did not qualify."""
+    row = await conn.fetchrow(_CHECK_IN, reservation_id, user_id, now, early, grace)
+    return None if row is None else _reservation(row)
+
+
+async def check_out(
+    conn: Connection, reservation_id: int, *, user_id: int, now: datetime
+) -> tuple[Reservation, datetime] | None:
+    """CHECKED_IN -> COMPLETED with end_time cut to ``now``; also the end it had before."""
+    row = await conn.fetchrow(_CHECK_OUT, reservation_id, user_id, now)
+    if row is None:
+        return None
+    return _reservation(row), row["booked_until"]
+
+
+async def cancel(
+    conn: Connection,
+    reservation_id: int,
+    *,
+    user_id: int,
+    now: datetime,
+    grace: timedelta,
+    reason: str,
+) -> Reservation | None:
+    row = await conn.fetchrow(_CANCEL, reservation_id, user_id, now, grace, reason)
+    return None if row is None else _reservation(row)
 
 
 async def no_show_starts(

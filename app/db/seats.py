@@ -89,6 +89,15 @@ _BRANCHES = f"""
 """
 
 
+# The next instant after $1 at which an active reservation starts or ends: until then,
+# every answer about "now" stays true (unless a write bumps the cache generation).
+_NEXT_CHANGE = f"""
+    SELECT least(
+        (SELECT min(r.start_time) FROM reservations r WHERE {_ACTIVE} AND r.start_time > $1),
+        (SELECT min(r.end_time) FROM reservations r WHERE {_ACTIVE} AND r.end_time > $1))
+"""
+
+
 @dataclass(frozen=True)
 class SeatFilter:
     branch: str | None = None
@@ -144,3 +153,9 @@ async def busy_intervals(
 
 async def branch_summaries(conn: Connection, now: datetime) -> list[dict[str, object]]:
     return [dict(row) for row in await conn.fetch(_BRANCHES, point(now))]
+
+
+async def next_availability_change(conn: Connection, now: datetime) -> datetime | None:
+    """When the present availability of some seat next changes by the clock alone."""
+    moment: datetime | None = await conn.fetchval(_NEXT_CHANGE, now)
+    return moment

@@ -2,9 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from app.deps import Conn, Now, PathId
+from app.deps import CacheDep, Conn, Now, PathId, PoolDep
 from app.errors import InvalidInterval, NotFound, error_responses
 from app.schemas.seats import (
     AvailabilityOut,
@@ -21,9 +21,12 @@ router = APIRouter(tags=["seats"])
 
 
 @router.get("/seats", response_model=SeatList, responses=error_responses(InvalidInterval))
-async def list_seats(query: Annotated[SeatQuery, Query()], conn: Conn, now: Now) -> SeatList:
+async def list_seats(
+    query: Annotated[SeatQuery, Query()], pool: PoolDep, cache: CacheDep, now: Now
+) -> Response:
     """Seats matching the filters, with `available` for [start_time, end_time) or for now."""
-    return await seats_service.list_seats(conn, query, now=now)
+    body = await seats_service.list_seats(pool, cache, query, now=now)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/seats/{seat_id}", response_model=SeatDetailOut, responses=error_responses(NotFound))
@@ -49,6 +52,7 @@ async def get_seat_availability(
 
 
 @router.get("/branches", response_model=list[BranchOut])
-async def list_branches(conn: Conn, now: Now) -> list[BranchOut]:
+async def list_branches(pool: PoolDep, cache: CacheDep, now: Now) -> Response:
     """Every branch with live seat counts (a plain array: a few rows, never paged)."""
-    return await seats_service.branches(conn, now=now)
+    body = await seats_service.branches(pool, cache, now=now)
+    return Response(body, media_type="application/json")

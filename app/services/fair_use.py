@@ -27,9 +27,15 @@ def suspension_end(
     return None
 
 
+def lookback(settings: Settings) -> timedelta:
+    """How far back a no-show can still matter for a suspension running now."""
+    return timedelta(days=settings.NO_SHOW_WINDOW_DAYS + settings.SUSPENSION_DAYS)
+
+
 async def suspended_until(
     conn: Connection, settings: Settings, *, user_id: int, now: datetime
 ) -> datetime | None:
-    horizon = timedelta(days=settings.NO_SHOW_WINDOW_DAYS + settings.SUSPENSION_DAYS)
-    starts = await reservations_db.no_show_starts(conn, user_id, after=now - horizon, until=now)
+    starts = await reservations_db.no_show_starts(
+        conn, user_id, after=now - lookback(settings), until=now
+    )
     return suspension_end(starts, settings, now)

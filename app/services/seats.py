@@ -3,8 +3,11 @@
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from pydantic import TypeAdapter
+
+from app.cache import Lookup, SeatCache
 from app.db import seats as seats_db
-from app.db.pool import Connection
+from app.db.pool import Connection, Pool
 from app.errors import InvalidInterval, NotFound
 from app.schemas.seats import (
     AvailabilityOut,
@@ -31,7 +34,33 @@ def check_order(start: datetime, end: datetime) -> None:
         raise InvalidInterval("end_time must be after start_time")
 
 
-async def list_seats(conn: Connection, query: SeatQuery, *, now: datetime) -> SeatList:
+async def list_seats(pool: Pool, cache: SeatCache, query: SeatQuery, *, now: datetime) -> bytes:
+    """The listing as JSON bytes, from the cache when it holds a valid answer."""
+    asked = _asked_range(query, now)
+    lookup = await cache.lookup(branch=query.branch, query=query.model_dump_json(), now=now)
+    if lookup.body is not None:
+        return lookup.body
+    async with pool.acquire() as conn:
+        listing = await _list_seats(conn, query, asked)
+        valid_until = await _valid_until(conn, lookup, about_now=query.start_time is None, now=now)
+    body = listing.model_dump_json().encode()
+    await cache.store(lookup, body, now=now, valid_until=valid_until)
+    return body
+
+
+async def _valid_until(
+    conn: Connection, lookup: Lookup, *, about_now: bool, now: datetime
+) -> datetime | None:
+    # An answer about an interval changes only by writes (which bump the generation);
+    # one about the present moment also changes when a reservation starts or ends.
+    if lookup.generation is None or not about_now:
+        return None
+    return await seats_db.next_availability_change(conn, now)
+
+
+async def _list_seats(
+    conn: Connection, query: SeatQuery, asked: seats_db.Range[datetime]
+) -> SeatList:
     seat_filter = seats_db.SeatFilter(
         branch=query.branch,
         area=query.area,
@@ -41,7 +70,7 @@ async def list_seats(conn: Connection, query: SeatQuery, *, now: datetime) -> Se
         available_only=query.available_only,
     )
     rows, total = await seats_db.list_seats(
-        conn, _asked_range(query, now), seat_filter, limit=query.limit, offset=query.offset
+        conn, asked, seat_filter, limit=query.limit, offset=query.offset
     )
     return SeatList(items=[SeatOut.model_validate(row) for row in rows], total=total)
 
@@ -81,5 +110,17 @@ async def availability(
     )
 
 
-async def branches(conn: Connection, *, now: datetime) -> list[BranchOut]:
-    return [BranchOut.model_validate(row) for row in await seats_db.branch_summaries(conn, now)]
+_BRANCH_LIST = TypeAdapter(list[BranchOut])
+
+
+async def branches(pool: Pool, cache: SeatCache, *, now: datetime) -> bytes:
+    """Every branch with live counts, as JSON bytes (cached like listings)."""
+    lookup = await cache.lookup(branch=None, query="branches", now=now)
+    if lookup.body is not None:
+        return lookup.body
+    async with pool.acquire() as conn:
+        rows = await seats_db.branch_summaries(conn, now)
+        valid_until = await _valid_until(conn, lookup, about_now=True, now=now)
+    body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
+    await cache.store(lookup, body, now=now, valid_until=valid_until)
+    return body

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from app.db.migrations import downgrade_to_base, upgrade_to_head
+from tests.conftest import MIGRATION_HEAD as HEAD
 
 # The key alembic/env.py takes with pg_advisory_xact_lock before migrating.
 MIGRATION_LOCK_ID = 7_318_402_133
@@ -60,7 +61,7 @@ def test_upgrade_to_head_creates_every_table_and_btree_gist(
 
     assert _tables(url) == TABLES
     assert "btree_gist" in _extensions(url)
-    assert _versions(url) == ["0001"]
+    assert _versions(url) == [HEAD]
 
 
 def test_downgrade_to_base_removes_every_table_and_upgrade_works_again(
@@ -75,7 +76,7 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_works_again(
 
     upgrade_to_head(url)
     assert _tables(url) == TABLES
-    assert _versions(url) == ["0001"]
+    assert _versions(url) == [HEAD]
 
 
 def test_upgrade_twice_is_a_no_op(fresh_database: Callable[[str], str]) -> None:
@@ -86,7 +87,7 @@ def test_upgrade_twice_is_a_no_op(fresh_database: Callable[[str], str]) -> None:
     upgrade_to_head(url)
 
     assert _tables(url) == TABLES
-    assert _versions(url) == ["0001"]
+    assert _versions(url) == [HEAD]
     assert _fetch(url, "SELECT name FROM branches") == [("Kept",)]
 
 
@@ -113,7 +114,7 @@ def test_two_upgrades_started_at_once_both_succeed_and_leave_one_version(
     assert errors == []
     assert not any(thread.is_alive() for thread in threads)
     assert _tables(url) == TABLES
-    assert _versions(url) == ["0001"]
+    assert _versions(url) == [HEAD]
 
 
 async def _wait_for_lock_waiters(conn: asyncpg.Connection, count: int) -> None:
@@ -161,4 +162,4 @@ def test_two_instances_migrating_at_once_queue_on_the_advisory_lock(
 
     assert asyncio.run(run()) == [0, 0]
     assert _tables(url) == TABLES
-    assert _versions(url) == ["0001"]
+    assert _versions(url) == [HEAD]

@@ -1,0 +1,133 @@
+"""Seat-listing cache in Redis: versioned keys, short TTLs, never raises.
+
+Every cached answer is stored under the *generation* of what it depends on: one
+counter per branch and one for "all branches". A change that affects availability
+bumps the counters after its transaction commits (``seats_changed``), so the next
+read looks under a new key and old answers simply age out. A reader that computed
+its answer from a snapshot taken before the commit stores it under the generation
+it read *before* querying, which no reader looks at once the bump has happened:
+nobody sees a seat as free after its booking was committed and answered.
+
+Answers about the present moment also carry the instant up to which they stay
+true (the next start or end of an active reservation), checked on every read.
+
+Redis is optional. Any Redis error logs one warning and turns the cache off for
+the TTL plus a margin (so an answer whose invalidation may have been
+lost is never served by this instance); callers then read PostgreSQL.
+"""
+
+import hashlib
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "dlsms:seats:v1"
+_ALL = "all"
+# One round trip: the current generation, and the answer stored under it (if any).
+_GET_SCRIPT = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+return {generation, redis.call('GET', ARGV[1] .. generation .. ':' .. ARGV[2])}
+"""
+# Validity header of a stored answer: valid_from, valid_until (epoch seconds, float64).
+_HEADER = struct.Struct("!dd")
+_FOREVER = float("inf")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a read found: the generation to store a fresh answer under, and the answer."""
+
+    scope: str
+    key: str
+    generation: bytes | None  # None: the cache is off, don't store
+    body: bytes | None
+
+
+class SeatCache:
+    def __init__(self, redis: Redis | None, ttl_seconds: float) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._pause_seconds = ttl_seconds + 5.0
+        self._paused_until = 0.0
+        self._get = redis.register_script(_GET_SCRIPT) if redis is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._paused_until
+
+    async def lookup(self, *, branch: str | None, query: str, now: datetime) -> Lookup:
+        """The answer to ``query`` about ``branch`` (None: all) if one valid at ``now`` is kept."""
+        scope = _scope(branch)
+        key = _digest(query)
+        if self._get is None or not self.enabled:
+            return Lookup(scope, key, None, None)
+        try:
+            generation, stored = await self._get(
+                keys=[f"{_PREFIX}:gen:{scope}"], args=[f"{_PREFIX}:list:{scope}:", key]
+            )
+        except RedisError as exc:
+            self._pause(exc)
+            return Lookup(scope, key, None, None)
+        body = None
+        if stored is not None:
+            valid_from, valid_until = _HEADER.unpack_from(stored)
+            if valid_from <= now.timestamp() < valid_until:
+                body = stored[_HEADER.size :]
+        return Lookup(scope, key, generation, body)
+
+    async def store(
+        self, lookup: Lookup, body: bytes, *, now: datetime, valid_until: datetime | None
+    ) -> None:
+        """Keep ``body`` as the answer for ``lookup`` from ``now`` until ``valid_until``."""
+        if self._redis is None or lookup.generation is None or not self.enabled:
+            return
+        until = valid_until.timestamp() if valid_until is not None else _FOREVER
+        ttl = min(self._ttl, until - now.timestamp())
+        if ttl <= 0:
+            return
+        key = f"{_PREFIX}:list:{lookup.scope}:{lookup.generation.decode()}:{lookup.key}"
+        try:
+            await self._redis.set(
+                key, _HEADER.pack(now.timestamp(), until) + body, px=max(1, int(ttl * 1000))
+            )
+        except RedisError as exc:
+            self._pause(exc)
+
+    async def seats_changed(self, branches: set[str]) -> None:
+        """Invalidate every answer about these branches (and about all branches).
+
+        Call after the change committed and before answering the client."""
+        if self._redis is None or not branches:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in {_ALL, *(_scope(b) for b in branches)}:
+                    pipe.incr(f"{_PREFIX}:gen:{scope}")
+                await pipe.execute()
+        except RedisError as exc:
+            self._pause(exc)
+
+    def _pause(self, exc: RedisError) -> None:
+        if self.enabled:
+            log.warning(
+                "Redis cache error (%s: %s); reading PostgreSQL for the next %.0f s",
+                type(exc).__name__,
+                exc,
+                self._pause_seconds,
+            )
+        self._paused_until = time.monotonic() + self._pause_seconds
+
+
+def _scope(branch: str | None) -> str:
+    return _ALL if branch is None else "branch:" + _digest(branch)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

@@ -1,0 +1,203 @@
+"""Reservations (token required; a user sees only their own)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import CacheDep, Conn, CurrentUser, Now, PathId, SettingsDep
+from app.errors import (
+    CheckinWindow,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InvalidInterval,
+    InvalidState,
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    SeatConflict,
+    SeatUnavailable,
+    Suspended,
+    UserOverlap,
+    error_responses,
+)
+from app.schemas.reservations import (
+    IDEMPOTENCY_KEY_PATTERN,
+    ReservationCreate,
+    ReservationList,
+    ReservationOut,
+    ReservationQuery,
+)
+from app.services import idempotency as idempotency_service
+from app.services import reservations as reservations_service
+
+router = APIRouter(tags=["reservations"], responses=error_responses(NotAuthenticated, InvalidToken))
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Optional, 1-255 visible ASCII characters (a UUID is ideal). A repeat with "
+        "the same key and body within 24 h answers the original status and body (header "
+        "`Idempotent-Replayed: true`); with another body, 422 `idempotency_mismatch`.",
+    ),
+]
+
+
+@router.post(
+    "/reservations",
+    status_code=201,
+    response_model=ReservationOut,
+    responses=error_responses(
+        NotFound,
+        Suspended,
+        SeatConflict,
+        UserOverlap,
+        SeatUnavailable,
+        IdempotencyInProgress,
+        InvalidInterval,
+        IdempotencyMismatch,
+    ),
+)
+async def create_reservation(
+    body: ReservationCreate,
+    user: CurrentUser,
+    conn: Conn,
+    cache: CacheDep,
+    settings: SettingsDep,
+    now: Now,
+    idempotency_key: IdempotencyKey = None,
+) -> ReservationOut | Response:
+    """Book a seat for the half-open interval [start_time, end_time)."""
+    if idempotency_key is None:
+        return await reservations_service.create(
+            conn, cache, settings, user=user, data=body, now=now
+        )
+    answer = await idempotency_service.create_reservation(
+        conn, cache, settings, user=user, data=body, key=idempotency_key, now=now
+    )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+@router.get("/reservations", response_model=ReservationList)
+async def list_reservations(
+    query: Annotated[ReservationQuery, Query()],
+    user: CurrentUser,
+    conn: Conn,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationList:
+    """Your reservations: `upcoming` (default), `history` (last 30 days) or `all`."""
+    return await reservations_service.list_own(
+        conn, settings, user_id=user.id, query=query, now=now
+    )
+
+
+@router.get(
+    "/reservations/user/{user_id}",
+    response_model=ReservationList,
+    responses=error_responses(NotFound),
+)
+async def list_user_reservations(
+    user_id: PathId,
+    query: Annotated[ReservationQuery, Query()],
+    user: CurrentUser,
+    conn: Conn,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationList:
+    """Seed-compatible alias: your own id, or any user's for an admin (else 404)."""
+    return await reservations_service.list_for_user(
+        conn, settings, caller=user, user_id=user_id, query=query, now=now
+    )
+
+
+@router.get(
+    "/reservations/{reservation_id}",
+    response_model=ReservationOut,
+    responses=error_responses(NotFound),
+)
+async def get_reservation(
+    reservation_id: PathId, user: CurrentUser, conn: Conn, settings: SettingsDep
+) -> ReservationOut:
+    """One of your reservations."""
+    return await reservations_service.get(conn, settings, user=user, reservation_id=reservation_id)
+
+
+@router.post(
+    "/reservations/{reservation_id}/checkin",
+    response_model=ReservationOut,
+    responses=error_responses(NotFound, InvalidState, CheckinWindow),
+)
+async def check_in_reservation(
+    reservation_id: PathId,
+    user: CurrentUser,
+    conn: Conn,
+    cache: CacheDep,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationOut:
+    """Check in between start - CHECKIN_EARLY_MINUTES and start + GRACE_MINUTES."""
+    return await reservations_service.check_in(
+        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+    )
+
+
+@router.post(
+    "/reservations/{reservation_id}/checkout",
+    response_model=ReservationOut,
+    responses=error_responses(NotFound, InvalidState),
+)
+async def check_out_reservation(
+    reservation_id: PathId,
+    user: CurrentUser,
+    conn: Conn,
+    cache: CacheDep,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationOut:
+    """Leave early: COMPLETED, end_time cut to now, the rest of the slot released."""
+    return await reservations_service.check_out(
+        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+    )
+
+
+@router.delete(
+    "/reservations/{reservation_id}",
+    response_model=ReservationOut,
+    responses=error_responses(NotFound, InvalidState),
+)
+async def cancel_reservation(
+    reservation_id: PathId,
+    user: CurrentUser,
+    conn: Conn,
+    cache: CacheDep,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationOut:
+    """Cancel a HELD offer, or a CONFIRMED reservation until its check-in deadline."""
+    return await reservations_service.cancel(
+        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+    )
+
+
+@router.get(
+    "/reservations/{reservation_id}/ics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/calendar": {}}, "description": "An RFC 5545 VEVENT"},
+        **error_responses(NotFound),
+    },
+)
+async def get_reservation_ics(
+    reservation_id: PathId, user: CurrentUser, conn: Conn, now: Now
+) -> Response:
+    """The reservation as an iCalendar file (seat, branch, start, end)."""
+    body = await reservations_service.ics(conn, user=user, reservation_id=reservation_id, now=now)
+    return Response(
+        body,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="reservation-{reservation_id}.ics"'},
+    )

@@ -1,0 +1,241 @@
+"""Reservations: book, list, check in, check out, cancel, calendar export.
+
+Each state change is one conditional UPDATE (app/db/reservations.py); when it changes
+nothing, a second read explains why (404, invalid_state, checkin_window). The seat
+listing cache is invalidated after the change committed and before the answer goes out.
+"""
+
+from datetime import datetime, timedelta
+
+from app.cache import SeatCache
+from app.db import reservations as reservations_db
+from app.db import users as users_db
+from app.db.pool import Connection
+from app.errors import (
+    CheckinWindow,
+    InvalidInterval,
+    InvalidState,
+    NotFound,
+    SeatUnavailable,
+    Suspended,
+)
+from app.models import Reservation, ReservationStatus, SeatStatus, TokenUser
+from app.schemas.reservations import (
+    ReservationCreate,
+    ReservationList,
+    ReservationOut,
+    ReservationQuery,
+    SeatRef,
+)
+from app.services import calendar, fair_use
+from app.settings import Settings
+from app.timeutil import iso_z
+
+# A start this far in the past still counts as "now" (clients' clocks drift).
+CLOCK_SKEW = timedelta(seconds=60)
+SELF_CANCEL_REASON = "cancelled by the user"
+
+
+def to_out(r: Reservation, settings: Settings) -> ReservationOut:
+    return ReservationOut(
+        id=r.id,
+        user_id=r.user_id,
+        seat_id=r.seat_id,
+        seat=SeatRef(id=r.seat_id, branch=r.branch, area=r.area, label=r.label),
+        start_time=r.start_time,
+        end_time=r.end_time,
+        status=r.status,
+        created_at=r.created_at,
+        checked_in_at=r.checked_in_at,
+        cancelled_at=r.cancelled_at,
+        cancel_reason=r.cancel_reason,
+        check_in_opens_at=r.start_time - settings.checkin_early,
+        check_in_deadline=r.start_time + settings.grace,
+        offer_expires_at=r.offer_expires_at,
+    )
+
+
+def check_booking_rules(data: ReservationCreate, settings: Settings, now: datetime) -> None:
+    """The contract's booking rules; each failure names the rule (422 invalid_interval)."""
+    start, end = data.start_time, data.end_time
+    if end <= start:
+        raise InvalidInterval("end_time must be after start_time")
+    if start < now - CLOCK_SKEW:
+        raise InvalidInterval("start_time is in the past")
+    if end - start > settings.max_reservation:
+        raise InvalidInterval(
+            f"a reservation lasts at most {settings.MAX_RESERVATION_HOURS:g} hours"
+        )
+    if start > now + settings.booking_horizon:
+        raise InvalidInterval(
+            f"start_time must be within {settings.BOOKING_HORIZON_DAYS:g} days from now"
+        )
+
+
+async def book(
+    conn: Connection, settings: Settings, *, user_id: int, data: ReservationCreate, now: datetime
+) -> Reservation:
+    """Insert a CONFIRMED reservation; the exclusion constraints decide every race."""
+    check_booking_rules(data, settings, now)
+    context = await reservations_db.booking_context(
+        conn, data.seat_id, user_id, no_shows_after=now - fair_use.lookback(settings), now=now
+    )
+    if context is None:
+        raise NotFound("No such seat")
+    suspended_until = fair_use.suspension_end(context.no_show_starts, settings, now)
+    if suspended_until is not None:
+        raise Suspended(suspended_until)
+    if context.seat_status != SeatStatus.ACTIVE:
+        raise SeatUnavailable(f"The seat is {context.seat_status}, not open for booking")
+    reservation = await reservations_db.insert(
+        conn,
+        user_id=user_id,
+        seat_id=data.seat_id,
+        start=data.start_time,
+        end=data.end_time,
+        now=now,
+    )
+    if reservation is None:  # staff closed the seat a moment ago
+        raise SeatUnavailable("The seat is not open for booking")
+    return reservation
+
+
+async def create(
+    conn: Connection,
+    cache: SeatCache,
+    settings: Settings,
+    *,
+    user: TokenUser,
+    data: ReservationCreate,
+    now: datetime,
+) -> ReservationOut:
+    reservation = await book(conn, settings, user_id=user.id, data=data, now=now)
+    await cache.seats_changed({reservation.branch})
+    return to_out(reservation, settings)
+
+
+async def get(
+    conn: Connection, settings: Settings, *, user: TokenUser, reservation_id: int
+) -> ReservationOut:
+    return to_out(await _own(conn, user.id, reservation_id), settings)
+
+
+async def list_own(
+    conn: Connection, settings: Settings, *, user_id: int, query: ReservationQuery, now: datetime
+) -> ReservationList:
+    rows, total = await reservations_db.list_for_user(
+        conn,
+        user_id,
+        scope=query.scope,
+        status=query.status,
+        now=now,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return ReservationList(items=[to_out(r, settings) for r in rows], total=total)
+
+
+async def list_for_user(
+    conn: Connection,
+    settings: Settings,
+    *,
+    caller: TokenUser,
+    user_id: int,
+    query: ReservationQuery,
+    now: datetime,
+) -> ReservationList:
+    """The seed documents' route: one's own list, or anyone's for an admin."""
+    if user_id != caller.id and (not caller.is_admin or await users_db.get(conn, user_id) is None):
+        raise NotFound("No such user")
+    return await list_own(conn, settings, user_id=user_id, query=query, now=now)
+
+
+async def check_in(
+    conn: Connection,
+    cache: SeatCache,
+    settings: Settings,
+    *,
+    user: TokenUser,
+    reservation_id: int,
+    now: datetime,
+) -> ReservationOut:
+    reservation = await reservations_db.check_in(
+        conn,
+        reservation_id,
+        user_id=user.id,
+        now=now,
+        early=settings.checkin_early,
+        grace=settings.grace,
+    )
+    if reservation is None:
+        raise _check_in_refusal(await _own(conn, user.id, reservation_id), settings)
+    await cache.seats_changed({reservation.branch})
+    return to_out(reservation, settings)
+
+
+def _check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
+    if current.status != ReservationStatus.CONFIRMED:
+        return InvalidState(f"Cannot check in a {current.status} reservation")
+    opens = current.start_time - settings.checkin_early
+    deadline = current.start_time + settings.grace
+    return CheckinWindow(
+        f"Check-in is open from {iso_z(opens)} to {iso_z(deadline)}",
+        extra={"check_in_opens_at": opens, "check_in_deadline": deadline},
+    )
+
+
+async def check_out(
+    conn: Connection,
+    cache: SeatCache,
+    settings: Settings,
+    *,
+    user: TokenUser,
+    reservation_id: int,
+    now: datetime,
+) -> ReservationOut:
+    result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
+    if result is None:
+        current = await _own(conn, user.id, reservation_id)
+        if current.status != ReservationStatus.CHECKED_IN:
+            raise InvalidState(f"Cannot check out of a {current.status} reservation")
+        raise InvalidState("The reservation has not started yet")
+    reservation, _booked_until = result
+    await cache.seats_changed({reservation.branch})
+    return to_out(reservation, settings)
+
+
+async def cancel(
+    conn: Connection,
+    cache: SeatCache,
+    settings: Settings,
+    *,
+    user: TokenUser,
+    reservation_id: int,
+    now: datetime,
+) -> ReservationOut:
+    reservation = await reservations_db.cancel(
+        conn,
+        reservation_id,
+        user_id=user.id,
+        now=now,
+        grace=settings.grace,
+        reason=SELF_CANCEL_REASON,
+    )
+    if reservation is None:
+        current = await _own(conn, user.id, reservation_id)
+        if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
+            raise InvalidState(f"Cannot cancel a {current.status} reservation")
+        raise InvalidState("The check-in deadline has passed: it counts as a no-show")
+    await cache.seats_changed({reservation.branch})
+    return to_out(reservation, settings)
+
+
+async def _own(conn: Connection, user_id: int, reservation_id: int) -> Reservation:
+    reservation = await reservations_db.get(conn, reservation_id)
+    if reservation is None or reservation.user_id != user_id:
+        raise NotFound("No such reservation")  # someone else's looks like a missing one
+    return reservation
+
+
+async def ics(conn: Connection, *, user: TokenUser, reservation_id: int, now: datetime) -> bytes:
+    return calendar.reservation_ics(await _own(conn, user.id, reservation_id), now=now)
