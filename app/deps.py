@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.cache import SeatCache
@@ -12,6 +12,8 @@ from app.db.pool import Connection, Pool
 from app.errors import Forbidden, NotAuthenticated
 from app.models import TokenUser
 from app.ratelimit import LoginLimiter
+from app.realtime.broker import Broker
+from app.realtime.publisher import Publisher
 from app.security import PasswordHasher, decode_token
 from app.settings import Settings
 from app.state import AppState
@@ -42,6 +44,14 @@ async def _cache(request: Request) -> SeatCache:
     return app_state(request)["cache"]
 
 
+async def _publisher(request: Request) -> Publisher:
+    return app_state(request)["publisher"]
+
+
+async def _broker(request: Request) -> Broker:
+    return app_state(request)["broker"]
+
+
 async def _hasher(request: Request) -> PasswordHasher:
     return app_state(request)["hasher"]
 
@@ -64,6 +74,19 @@ async def _current_user(
     return decode_token(token, secret=settings.jwt_secret).user
 
 
+async def _stream_user(
+    token: Annotated[str | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(_settings)],
+    access_token: Annotated[
+        str | None, Query(max_length=4096, description="The JWT, for browsers' EventSource")
+    ] = None,
+) -> TokenUser:
+    token = token or access_token
+    if not token:
+        raise NotAuthenticated()
+    return decode_token(token, secret=settings.jwt_secret).user
+
+
 async def _admin_user(user: Annotated[TokenUser, Depends(_current_user)]) -> TokenUser:
     if not user.is_admin:
         raise Forbidden("This needs the admin role")
@@ -74,10 +97,13 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[Pool, Depends(_pool)]
 Conn = Annotated[Connection, Depends(_conn)]
 CacheDep = Annotated[SeatCache, Depends(_cache)]
+PublisherDep = Annotated[Publisher, Depends(_publisher)]
+BrokerDep = Annotated[Broker, Depends(_broker)]
 HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
 LoginLimiterDep = Annotated[LoginLimiter, Depends(_login_limiter)]
 Now = Annotated[datetime, Depends(_now)]
 CurrentUser = Annotated[TokenUser, Depends(_current_user)]
+StreamUser = Annotated[TokenUser, Depends(_stream_user)]
 AdminUser = Annotated[TokenUser, Depends(_admin_user)]
 
 # A path id: a positive 64-bit integer, else 422.

@@ -16,10 +16,13 @@ from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
 from app.errors import install_error_handlers
+from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.ratelimit import LoginLimiter
-from app.routers import auth, health, reservations, seats
+from app.realtime.broker import Broker
+from app.realtime.publisher import Publisher
+from app.routers import auth, health, notifications, reservations, seats, streams, waitlist
 from app.security import PasswordHasher
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
@@ -54,8 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(streams.router)  # before /seats/{seat_id}
     app.include_router(seats.router)
     app.include_router(reservations.router)
+    app.include_router(waitlist.router)
+    app.include_router(notifications.router)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -97,12 +103,24 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
         )
         stack.push_async_callback(redis.aclose)
 
+    cache = SeatCache(redis, settings.SEAT_CACHE_SECONDS)
+    broker = Broker(redis, settings.REDIS_URL)
+    await broker.start()
+    stack.push_async_callback(broker.stop)
+    publisher = Publisher(cache, broker)
+
+    if settings.SCHEDULER_ENABLED:
+        scheduler = start_scheduler(pool, publisher, settings)
+        stack.callback(scheduler.shutdown, wait=False)
+
     return AppState(
         settings=settings,
         database_url=database_url,
         pool=pool,
         redis=redis,
-        cache=SeatCache(redis, settings.SEAT_CACHE_SECONDS),
+        cache=cache,
+        broker=broker,
+        publisher=publisher,
         hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
     )

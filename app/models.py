@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,6 +76,7 @@ class Reservation(Row):
     id: int
     user_id: int
     seat_id: int
+    branch_id: int
     branch: str
     area: str
     label: str
@@ -86,3 +88,35 @@ class Reservation(Row):
     cancelled_at: datetime | None
     cancel_reason: str | None
     offer_expires_at: datetime | None
+
+
+class WaitlistEntry(Row):
+    id: int
+    user_id: int
+    seat_id: int | None
+    branch_id: int
+    branch: str
+    start_time: datetime
+    end_time: datetime
+    status: WaitlistStatus
+    position: int | None
+    offer_expires_at: datetime | None
+    reservation_id: int | None
+    created_at: datetime
+
+
+class NotificationType(StrEnum):
+    WAITLIST_OFFER = "waitlist.offer"
+    WAITLIST_EXPIRED = "waitlist.expired"
+    RESERVATION_NO_SHOW = "reservation.no_show"
+    RESERVATION_CANCELLED = "reservation.cancelled"
+    RESERVATION_REMINDER = "reservation.reminder"
+
+
+class Notification(Row):
+    id: int
+    user_id: int
+    type: NotificationType
+    data: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None

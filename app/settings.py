@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     NO_SHOW_WINDOW_DAYS: float = Field(30, gt=0)
     SUSPENSION_DAYS: float = Field(7, ge=0)
 
+    # Live streams (SSE)
+    SSE_HEARTBEAT_SECONDS: float = Field(15, gt=0, le=15)
+    SSE_MAX_STREAM_SECONDS: float = Field(900, gt=0)  # then the client reconnects
+    SSE_RETRY_MS: int = Field(3000, ge=0)
+
     # Operations
     # How long a seat listing may be served from Redis (writes invalidate it sooner).
     SEAT_CACHE_SECONDS: float = Field(10, gt=0)

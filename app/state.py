@@ -7,6 +7,8 @@ from redis.asyncio import Redis
 from app.cache import SeatCache
 from app.db.pool import Pool
 from app.ratelimit import LoginLimiter
+from app.realtime.broker import Broker
+from app.realtime.publisher import Publisher
 from app.security import PasswordHasher
 from app.settings import Settings
 
@@ -17,5 +19,7 @@ class AppState(TypedDict):
     pool: Pool
     redis: Redis | None
     cache: SeatCache
+    broker: Broker
+    publisher: Publisher
     hasher: PasswordHasher
     login_limiter: LoginLimiter

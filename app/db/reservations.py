@@ -15,9 +15,10 @@ from app.models import Reservation, ReservationStatus
 Scope = Literal["upcoming", "history", "all"]
 
 # Columns of a Reservation, from `reservations r` joined to `seats s` and `branches b`.
-_COLUMNS = """
-    r.id, r.user_id, r.seat_id, b.name AS branch, s.area, s.label, r.start_time, r.end_time,
-    r.status, r.created_at, r.checked_in_at, r.cancelled_at, r.cancel_reason, r.offer_expires_at
+COLUMNS = """
+    r.id, r.user_id, r.seat_id, s.branch_id, b.name AS branch, s.area, s.label,
+    r.start_time, r.end_time, r.status, r.created_at, r.checked_in_at, r.cancelled_at,
+    r.cancel_reason, r.offer_expires_at
 """
 _JOIN_SEAT = "JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id"
 
@@ -44,10 +45,10 @@ _INSERT = f"""
         SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s
         RETURNING *
     )
-    SELECT {_COLUMNS} FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+    SELECT {COLUMNS} FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
 """
 
-_GET = f"SELECT {_COLUMNS} FROM reservations r {_JOIN_SEAT} WHERE r.id = $1"
+_GET = f"SELECT {COLUMNS} FROM reservations r {_JOIN_SEAT} WHERE r.id = $1"
 
 _SCOPES: dict[Scope, tuple[str, str]] = {
     # (condition on $3 = now, order)
@@ -63,7 +64,7 @@ _SCOPES: dict[Scope, tuple[str, str]] = {
 def _list_sql(scope: Scope) -> str:
     condition, order = _SCOPES[scope]
     return f"""
-        SELECT {_COLUMNS}, count(*) OVER () AS total
+        SELECT {COLUMNS}, count(*) OVER () AS total
         FROM reservations r {_JOIN_SEAT}
         WHERE r.user_id = $1 AND ($2::text IS NULL OR r.status = $2) AND {condition}
         ORDER BY {order}
@@ -80,7 +81,7 @@ _CHECK_IN = f"""
     WHERE r.id = $1 AND s.id = r.seat_id AND ($2::bigint IS NULL OR r.user_id = $2)
       AND r.status = 'CONFIRMED'
       AND $3 BETWEEN r.start_time - $4::interval AND r.start_time + $5::interval
-    RETURNING {_COLUMNS}
+    RETURNING {COLUMNS}
 """
 
 # The old end_time comes from the locked row, so the caller learns which time was freed.
@@ -91,7 +92,7 @@ _CHECK_OUT = f"""
     FROM old, seats s JOIN branches b ON b.id = s.branch_id
     WHERE r.id = old.id AND s.id = r.seat_id AND r.user_id = $2
       AND r.status = 'CHECKED_IN' AND r.start_time < $3
-    RETURNING {_COLUMNS}, old.end_time AS booked_until
+    RETURNING {COLUMNS}, old.end_time AS booked_until
 """
 
 # HELD offers can always be declined; CONFIRMED ones until the check-in deadline
@@ -102,7 +103,7 @@ _CANCEL = f"""
     FROM seats s JOIN branches b ON b.id = s.branch_id
     WHERE r.id = $1 AND s.id = r.seat_id AND r.user_id = $2
       AND (r.status = 'HELD' OR (r.status = 'CONFIRMED' AND $3 <= r.start_time + $4::interval))
-    RETURNING {_COLUMNS}
+    RETURNING {COLUMNS}
 """
 
 _NO_SHOW_STARTS = """
@@ -228,3 +229,34 @@ async def no_show_starts(
 ) -> list[datetime]:
     """Start times of the user's no-shows in ``(after, until]``, latest first."""
     return [row["start_time"] for row in await conn.fetch(_NO_SHOW_STARTS, user_id, after, until)]
+
+
+# A claimed offer becomes an ordinary booking.
+_CONFIRM_HELD = f"""
+    UPDATE reservations r SET status = 'CONFIRMED', offer_expires_at = NULL, updated_at = $2
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = $1 AND s.id = r.seat_id AND r.status = 'HELD'
+    RETURNING {COLUMNS}
+"""
+# Withdrawing an offer (declined, entry left, seat closed).
+_CANCEL_HELD = f"""
+    UPDATE reservations r
+    SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $3, updated_at = $2
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = $1 AND s.id = r.seat_id AND r.status = 'HELD'
+    RETURNING {COLUMNS}
+"""
+
+
+async def confirm_held(
+    conn: Connection, reservation_id: int, *, now: datetime
+) -> Reservation | None:
+    row = await conn.fetchrow(_CONFIRM_HELD, reservation_id, now)
+    return None if row is None else _reservation(row)
+
+
+async def cancel_held(
+    conn: Connection, reservation_id: int, *, now: datetime, reason: str
+) -> Reservation | None:
+    row = await conn.fetchrow(_CANCEL_HELD, reservation_id, now, reason)
+    return None if row is None else _reservation(row)

@@ -14,6 +14,7 @@ __all__ = ["Range", "SeatFilter", "interval", "point"]
 
 from app.db.pool import Connection
 from app.models import SeatStatus
+from app.realtime.events import SeatState
 
 _ACTIVE = "r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')"
 
@@ -159,3 +160,33 @@ async def next_availability_change(conn: Connection, now: datetime) -> datetime 
     """When the present availability of some seat next changes by the clock alone."""
     moment: datetime | None = await conn.fetchval(_NEXT_CHANGE, now)
     return moment
+
+
+_STATES = f"""
+    SELECT s.id AS seat_id, b.name AS branch, s.status, {_SEAT_AVAILABLE} AS available
+    FROM seats s JOIN branches b ON b.id = s.branch_id
+    WHERE s.id = ANY($2::bigint[])
+    ORDER BY s.id
+"""
+_SEAT_REF = """
+    SELECT s.id, s.branch_id, b.name AS branch, s.status
+    FROM seats s JOIN branches b ON b.id = s.branch_id WHERE s.id = $1
+"""
+_BRANCH_ID = "SELECT id FROM branches WHERE name = $1"
+
+
+async def seat_states(conn: Connection, seat_ids: list[int], now: datetime) -> list[SeatState]:
+    """Each seat's availability at ``now``, for ``seat.availability`` events."""
+    rows = await conn.fetch(_STATES, point(now), seat_ids)
+    return [SeatState(**dict(row)) for row in rows]
+
+
+async def seat_ref(conn: Connection, seat_id: int) -> dict[str, object] | None:
+    """The seat's id, branch_id, branch (name) and status."""
+    row = await conn.fetchrow(_SEAT_REF, seat_id)
+    return None if row is None else dict(row)
+
+
+async def branch_id(conn: Connection, name: str) -> int | None:
+    found: int | None = await conn.fetchval(_BRANCH_ID, name)
+    return found

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import CacheDep, Conn, CurrentUser, Now, PathId, SettingsDep
+from app.deps import Conn, CurrentUser, Now, PathId, PublisherDep, SettingsDep
 from app.errors import (
     CheckinWindow,
     IdempotencyInProgress,
@@ -64,7 +64,7 @@ async def create_reservation(
     body: ReservationCreate,
     user: CurrentUser,
     conn: Conn,
-    cache: CacheDep,
+    publisher: PublisherDep,
     settings: SettingsDep,
     now: Now,
     idempotency_key: IdempotencyKey = None,
@@ -72,10 +72,10 @@ async def create_reservation(
     """Book a seat for the half-open interval [start_time, end_time)."""
     if idempotency_key is None:
         return await reservations_service.create(
-            conn, cache, settings, user=user, data=body, now=now
+            conn, publisher, settings, user=user, data=body, now=now
         )
     answer = await idempotency_service.create_reservation(
-        conn, cache, settings, user=user, data=body, key=idempotency_key, now=now
+        conn, publisher, settings, user=user, data=body, key=idempotency_key, now=now
     )
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
@@ -135,13 +135,13 @@ async def check_in_reservation(
     reservation_id: PathId,
     user: CurrentUser,
     conn: Conn,
-    cache: CacheDep,
+    publisher: PublisherDep,
     settings: SettingsDep,
     now: Now,
 ) -> ReservationOut:
     """Check in between start - CHECKIN_EARLY_MINUTES and start + GRACE_MINUTES."""
     return await reservations_service.check_in(
-        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+        conn, publisher, settings, user=user, reservation_id=reservation_id, now=now
     )
 
 
@@ -154,13 +154,13 @@ async def check_out_reservation(
     reservation_id: PathId,
     user: CurrentUser,
     conn: Conn,
-    cache: CacheDep,
+    publisher: PublisherDep,
     settings: SettingsDep,
     now: Now,
 ) -> ReservationOut:
     """Leave early: COMPLETED, end_time cut to now, the rest of the slot released."""
     return await reservations_service.check_out(
-        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+        conn, publisher, settings, user=user, reservation_id=reservation_id, now=now
     )
 
 
@@ -173,13 +173,13 @@ async def cancel_reservation(
     reservation_id: PathId,
     user: CurrentUser,
     conn: Conn,
-    cache: CacheDep,
+    publisher: PublisherDep,
     settings: SettingsDep,
     now: Now,
 ) -> ReservationOut:
     """Cancel a HELD offer, or a CONFIRMED reservation until its check-in deadline."""
     return await reservations_service.cancel(
-        conn, cache, settings, user=user, reservation_id=reservation_id, now=now
+        conn, publisher, settings, user=user, reservation_id=reservation_id, now=now
     )
 
 

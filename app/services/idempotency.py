@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 
-from app.cache import SeatCache
 from app.db import idempotency as idempotency_db
 from app.db.pool import Connection
 from app.errors import (
@@ -25,7 +24,8 @@ from app.errors import (
     ServiceUnavailable,
     error_body,
 )
-from app.models import TokenUser
+from app.models import Reservation, TokenUser
+from app.realtime.publisher import Publisher
 from app.schemas.reservations import ReservationCreate
 from app.services import reservations as reservations_service
 from app.settings import Settings
@@ -50,7 +50,7 @@ def request_hash(data: ReservationCreate) -> str:
 
 async def create_reservation(
     conn: Connection,
-    cache: SeatCache,
+    publisher: Publisher,
     settings: Settings,
     *,
     user: TokenUser,
@@ -77,7 +77,7 @@ async def create_reservation(
         if not owned:
             return await _replay(conn, user_id=user.id, key=key, digest=digest)
         await conn.execute("SET LOCAL lock_timeout = 0")
-        answer, branch = await _book(conn, settings, user=user, data=data, now=now)
+        answer, reservation = await _book(conn, settings, user=user, data=data, now=now)
         await idempotency_db.record(
             conn,
             user_id=user.id,
@@ -86,14 +86,14 @@ async def create_reservation(
             reservation_id=answer.body.get("id") if answer.status_code == 201 else None,
             body=answer.body,
         )
-    if branch is not None:
-        await cache.seats_changed({branch})
+    if reservation is not None:
+        await publisher.publish(reservations_service.booked(reservation, now=now))
     return answer
 
 
 async def _book(
     conn: Connection, settings: Settings, *, user: TokenUser, data: ReservationCreate, now: datetime
-) -> tuple[Answer, str | None]:
+) -> tuple[Answer, Reservation | None]:
     try:
         reservation = await reservations_service.book(
             conn, settings, user_id=user.id, data=data, now=now
@@ -103,7 +103,7 @@ async def _book(
     except DomainError as exc:
         return Answer(exc.status_code, error_body(exc), replayed=False), None
     body = reservations_service.to_out(reservation, settings).model_dump(mode="json")
-    return Answer(201, body, replayed=False), reservation.branch
+    return Answer(201, body, replayed=False), reservation
 
 
 async def _replay(conn: Connection, *, user_id: int, key: str, digest: str) -> Answer:

@@ -5,21 +5,22 @@ nothing, a second read explains why (404, invalid_state, checkin_window). The se
 listing cache is invalidated after the change committed and before the answer goes out.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from app.cache import SeatCache
 from app.db import reservations as reservations_db
 from app.db import users as users_db
+from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
 from app.errors import (
     CheckinWindow,
-    InvalidInterval,
     InvalidState,
     NotFound,
     SeatUnavailable,
     Suspended,
 )
-from app.models import Reservation, ReservationStatus, SeatStatus, TokenUser
+from app.models import Reservation, ReservationStatus, SeatStatus, TokenUser, WaitlistStatus
+from app.realtime.events import Changes, SeatState
+from app.realtime.publisher import Publisher
 from app.schemas.reservations import (
     ReservationCreate,
     ReservationList,
@@ -27,12 +28,12 @@ from app.schemas.reservations import (
     ReservationQuery,
     SeatRef,
 )
-from app.services import calendar, fair_use
+from app.services import calendar, fair_use, rules
+from app.services import waitlist as waitlist_service
+from app.services.notify import Outbox
 from app.settings import Settings
 from app.timeutil import iso_z
 
-# A start this far in the past still counts as "now" (clients' clocks drift).
-CLOCK_SKEW = timedelta(seconds=60)
 SELF_CANCEL_REASON = "cancelled by the user"
 
 
@@ -56,20 +57,7 @@ def to_out(r: Reservation, settings: Settings) -> ReservationOut:
 
 
 def check_booking_rules(data: ReservationCreate, settings: Settings, now: datetime) -> None:
-    """The contract's booking rules; each failure names the rule (422 invalid_interval)."""
-    start, end = data.start_time, data.end_time
-    if end <= start:
-        raise InvalidInterval("end_time must be after start_time")
-    if start < now - CLOCK_SKEW:
-        raise InvalidInterval("start_time is in the past")
-    if end - start > settings.max_reservation:
-        raise InvalidInterval(
-            f"a reservation lasts at most {settings.MAX_RESERVATION_HOURS:g} hours"
-        )
-    if start > now + settings.booking_horizon:
-        raise InvalidInterval(
-            f"start_time must be within {settings.BOOKING_HORIZON_DAYS:g} days from now"
-        )
+    rules.check_interval(data.start_time, data.end_time, settings, now)
 
 
 async def book(
@@ -102,7 +90,7 @@ async def book(
 
 async def create(
     conn: Connection,
-    cache: SeatCache,
+    publisher: Publisher,
     settings: Settings,
     *,
     user: TokenUser,
@@ -110,8 +98,19 @@ async def create(
     now: datetime,
 ) -> ReservationOut:
     reservation = await book(conn, settings, user_id=user.id, data=data, now=now)
-    await cache.seats_changed({reservation.branch})
+    await publisher.publish(booked(reservation, now=now))
     return to_out(reservation, settings)
+
+
+def booked(reservation: Reservation, *, now: datetime) -> Changes:
+    """What a new booking changed (no query: a booked seat is ACTIVE and, if the booking
+    covers ``now``, taken)."""
+    changes = Changes(branches={reservation.branch})
+    if reservation.start_time <= now < reservation.end_time:
+        changes.seat_states.append(
+            SeatState(reservation.seat_id, reservation.branch, available=False, status="ACTIVE")
+        )
+    return changes
 
 
 async def get(
@@ -150,9 +149,15 @@ async def list_for_user(
     return await list_own(conn, settings, user_id=user_id, query=query, now=now)
 
 
+async def check_may_read_user(conn: Connection, *, caller: TokenUser, user_id: int) -> None:
+    """Own data, or an admin reading an existing user's; anything else looks missing."""
+    if user_id != caller.id and (not caller.is_admin or await users_db.get(conn, user_id) is None):
+        raise NotFound("No such user")
+
+
 async def check_in(
     conn: Connection,
-    cache: SeatCache,
+    publisher: Publisher,
     settings: Settings,
     *,
     user: TokenUser,
@@ -169,7 +174,8 @@ async def check_in(
     )
     if reservation is None:
         raise _check_in_refusal(await _own(conn, user.id, reservation_id), settings)
-    await cache.seats_changed({reservation.branch})
+    # The seat stays taken; only the branch's reserved/occupied counts move.
+    await publisher.publish(Changes(branches={reservation.branch}))
     return to_out(reservation, settings)
 
 
@@ -186,47 +192,61 @@ def _check_in_refusal(current: Reservation, settings: Settings) -> InvalidState 
 
 async def check_out(
     conn: Connection,
-    cache: SeatCache,
+    publisher: Publisher,
     settings: Settings,
     *,
     user: TokenUser,
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
-    if result is None:
-        current = await _own(conn, user.id, reservation_id)
-        if current.status != ReservationStatus.CHECKED_IN:
-            raise InvalidState(f"Cannot check out of a {current.status} reservation")
-        raise InvalidState("The reservation has not started yet")
-    reservation, _booked_until = result
-    await cache.seats_changed({reservation.branch})
+    outbox = Outbox()
+    async with conn.transaction():
+        result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
+        if result is None:
+            current = await _own(conn, user.id, reservation_id)
+            if current.status != ReservationStatus.CHECKED_IN:
+                raise InvalidState(f"Cannot check out of a {current.status} reservation")
+            raise InvalidState("The reservation has not started yet")
+        reservation, booked_until = result
+        # The rest of the slot, [now, booked_until), goes to the waitlist.
+        freed = reservation.model_copy(update={"end_time": booked_until})
+        await waitlist_service.release(conn, settings, outbox, freed, now=now)
+        changes = await outbox.flush(conn, now=now)
+    await publisher.publish(changes)
     return to_out(reservation, settings)
 
 
 async def cancel(
     conn: Connection,
-    cache: SeatCache,
+    publisher: Publisher,
     settings: Settings,
     *,
     user: TokenUser,
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    reservation = await reservations_db.cancel(
-        conn,
-        reservation_id,
-        user_id=user.id,
-        now=now,
-        grace=settings.grace,
-        reason=SELF_CANCEL_REASON,
-    )
-    if reservation is None:
-        current = await _own(conn, user.id, reservation_id)
-        if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
-            raise InvalidState(f"Cannot cancel a {current.status} reservation")
-        raise InvalidState("The check-in deadline has passed: it counts as a no-show")
-    await cache.seats_changed({reservation.branch})
+    outbox = Outbox()
+    async with conn.transaction():
+        reservation = await reservations_db.cancel(
+            conn,
+            reservation_id,
+            user_id=user.id,
+            now=now,
+            grace=settings.grace,
+            reason=SELF_CANCEL_REASON,
+        )
+        if reservation is None:
+            current = await _own(conn, user.id, reservation_id)
+            if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
+                raise InvalidState(f"Cannot cancel a {current.status} reservation")
+            raise InvalidState("The check-in deadline has passed: it counts as a no-show")
+        # Declining an offer closes its waitlist entry too.
+        await waitlist_db.settle_offer(
+            conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now
+        )
+        await waitlist_service.release(conn, settings, outbox, reservation, now=now)
+        changes = await outbox.flush(conn, now=now)
+    await publisher.publish(changes)
     return to_out(reservation, settings)
 
 

@@ -1,0 +1,91 @@
+"""Server-sent event streams: a user's notifications, and a branch's seat map.
+
+A stream never holds a pool connection while it waits: it borrows one to replay
+from PostgreSQL, then waits on its bounded queue in the Hub. It subscribes before
+it replays, so a notification committed in between arrives twice (dropped by id)
+rather than never. After ``SSE_MAX_STREAM_SECONDS`` it ends; the ``retry:`` hint
+brings the browser back with ``Last-Event-ID``, and it resumes where it left off.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from sse_starlette import ServerSentEvent
+
+from app.db import notifications as notifications_db
+from app.db.pool import Pool
+from app.realtime.broker import Broker, Subscription, notification_json
+from app.settings import Settings
+
+REPLAY_BATCH = 500
+
+
+def _notification_event(body: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(data=orjson.dumps(body).decode(), event=body["type"], id=str(body["id"]))
+
+
+async def _replay(pool: Pool, user_id: int, after: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    async with pool.acquire() as conn:
+        while True:
+            batch = await notifications_db.after(conn, user_id, after, limit=REPLAY_BATCH)
+            found += [notification_json(n) for n in batch]
+            if len(batch) < REPLAY_BATCH:
+                return found
+            after = batch[-1].id
+
+
+async def _next(subscription: Subscription, deadline: float) -> dict[str, Any] | None:
+    """The next message, or None when the stream's lifetime is over."""
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(subscription.queue.get(), remaining)
+    except TimeoutError:
+        return None
+
+
+async def notification_events(
+    pool: Pool, broker: Broker, settings: Settings, *, user_id: int, last_event_id: int | None
+) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
+    deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
+    with broker.hub.user(user_id) as subscription:
+        if last_event_id is None:  # a new stream starts from now
+            async with pool.acquire() as conn:
+                last = await notifications_db.latest_id(conn, user_id)
+            missed = []
+        else:
+            last = last_event_id
+            missed = await _replay(pool, user_id, last)
+        while True:
+            for body in missed:
+                if body["id"] > last:
+                    yield _notification_event(body)
+                    last = body["id"]
+            message = await _next(subscription, deadline)
+            if message is None:
+                return
+            if subscription.lagging:  # the queue overflowed: PostgreSQL has everything
+                subscription.lagging = False
+                while not subscription.queue.empty():
+                    subscription.queue.get_nowait()
+                missed = await _replay(pool, user_id, last)
+            else:
+                missed = [message["notification"]]
+
+
+async def seat_events(
+    broker: Broker, settings: Settings, *, branch: str | None
+) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
+    deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
+    with broker.hub.branch(branch) as subscription:
+        while (message := await _next(subscription, deadline)) is not None:
+            subscription.lagging = False  # a seat map only needs the latest states
+            yield ServerSentEvent(
+                data=orjson.dumps(message["seat"]).decode(), event="seat.availability"
+            )

@@ -1,0 +1,64 @@
+"""Live streams (text/event-stream). Registered before /seats/{seat_id}."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
+
+from app.deps import BrokerDep, PoolDep, SettingsDep, StreamUser
+from app.errors import InvalidToken, NotAuthenticated, error_responses
+from app.realtime import sse
+from app.schemas.common import Name
+
+router = APIRouter()
+
+_SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "An endless stream"}
+}
+# Tell nginx and friends not to buffer the stream.
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.get(
+    "/notifications/stream",
+    tags=["notifications"],
+    response_class=EventSourceResponse,
+    responses={**_SSE_RESPONSE, **error_responses(NotAuthenticated, InvalidToken)},
+)
+async def stream_notifications(
+    user: StreamUser,
+    pool: PoolDep,
+    broker: BrokerDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Your notifications as they happen: `id:` notification id, `event:` its type,
+    `data:` the notification. Token in the `Authorization` header or `?access_token=`
+    (browsers' EventSource cannot set headers). Reconnect with `Last-Event-ID` to get
+    what was missed. A heartbeat comment comes at least every 15 s."""
+    resume_after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    events = sse.notification_events(
+        pool, broker, settings, user_id=user.id, last_event_id=resume_after
+    )
+    return EventSourceResponse(
+        events, ping=settings.SSE_HEARTBEAT_SECONDS, headers=_SSE_HEADERS, send_timeout=30
+    )
+
+
+@router.get(
+    "/seats/stream",
+    tags=["seats"],
+    response_class=EventSourceResponse,
+    responses=_SSE_RESPONSE,
+)
+async def stream_seats(
+    broker: BrokerDep,
+    settings: SettingsDep,
+    branch: Annotated[Name | None, Query(description="Only this branch's seats")] = None,
+) -> EventSourceResponse:
+    """`seat.availability` events `{seat_id, branch, available, status}` whenever a seat's
+    present availability changes, for live seat maps (public)."""
+    events = sse.seat_events(broker, settings, branch=branch)
+    return EventSourceResponse(
+        events, ping=settings.SSE_HEARTBEAT_SECONDS, headers=_SSE_HEADERS, send_timeout=30
+    )

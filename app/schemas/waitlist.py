@@ -1,0 +1,48 @@
+"""Waitlist: requests and responses."""
+
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from app.models import WaitlistStatus
+from app.schemas.common import Id, Name, UtcDatetime
+from app.schemas.reservations import ReservationOut
+
+
+class WaitlistJoin(BaseModel):
+    seat_id: Id | None = Field(None, description="Wait for this seat (or give `branch`)")
+    branch: Name | None = Field(None, description="Wait for any seat of this branch")
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.seat_id is None) == (self.branch is None):
+            raise ValueError("give exactly one of seat_id and branch")
+        return self
+
+
+class WaitlistEntryOut(BaseModel):
+    id: int
+    user_id: int
+    seat_id: int | None = Field(description="null for a branch-level entry")
+    branch: str
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    status: WaitlistStatus
+    position: int | None = Field(
+        description="1-based place in its queue (creation order) while WAITING, else null"
+    )
+    offer_expires_at: UtcDatetime | None
+    reservation_id: int | None = Field(description="The offered (HELD) reservation, if any")
+    created_at: UtcDatetime
+
+
+class WaitlistList(BaseModel):
+    items: list[WaitlistEntryOut]
+    total: int
+
+
+class ClaimOut(BaseModel):
+    entry: WaitlistEntryOut
+    reservation: ReservationOut

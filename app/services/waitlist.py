@@ -1,0 +1,213 @@
+"""Waitlist: join, list, leave, claim, and offering released time to the queue.
+
+``offer_released`` runs inside the transaction that releases time on a seat
+(cancel, no-show, check-out, expired or withdrawn offer), so the release and the
+offers it makes commit together or not at all.
+"""
+
+from datetime import datetime
+
+from app.db import reservations as reservations_db
+from app.db import seats as seats_db
+from app.db import waitlist as waitlist_db
+from app.db.pool import Connection
+from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Suspended
+from app.models import NotificationType, Reservation, WaitlistEntry, WaitlistStatus
+from app.realtime.publisher import Publisher
+from app.schemas.waitlist import WaitlistJoin
+from app.services import fair_use, rules
+from app.services.notify import Outbox
+from app.settings import Settings
+
+# One release can fill several smaller waiting intervals; this bounds one round.
+MAX_OFFERS_PER_RELEASE = 50
+DECLINED_REASON = "waitlist offer declined"
+EXPIRED_REASON = "waitlist offer expired"
+
+
+async def join(
+    conn: Connection, settings: Settings, *, user_id: int, data: WaitlistJoin, now: datetime
+) -> WaitlistEntry:
+    rules.check_interval(data.start_time, data.end_time, settings, now)
+    until = await fair_use.suspended_until(conn, settings, user_id=user_id, now=now)
+    if until is not None:
+        raise Suspended(until)
+    if data.seat_id is not None:
+        seat = await seats_db.seat_ref(conn, data.seat_id)
+        if seat is None:
+            raise NotFound("No such seat")
+        branch_id = int(str(seat["branch_id"]))
+    else:
+        assert data.branch is not None
+        found = await seats_db.branch_id(conn, data.branch)
+        if found is None:
+            raise NotFound("No such branch")
+        branch_id = found
+    within = seats_db.interval(data.start_time, data.end_time)
+    if await waitlist_db.free_seat_exists(
+        conn, seat_id=data.seat_id, branch_id=branch_id, within=within
+    ):
+        raise SlotAvailable()
+    return await waitlist_db.insert(
+        conn,
+        user_id=user_id,
+        branch_id=branch_id,
+        seat_id=data.seat_id,
+        start=data.start_time,
+        end=data.end_time,
+        now=now,
+    )
+
+
+async def list_own(
+    conn: Connection, *, user_id: int, limit: int, offset: int
+) -> tuple[list[WaitlistEntry], int]:
+    return await waitlist_db.list_for_user(conn, user_id, limit=limit, offset=offset)
+
+
+async def leave(
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    user_id: int,
+    entry_id: int,
+    now: datetime,
+) -> WaitlistEntry:
+    """WAITING or OFFERED -> CANCELLED; a pending offer is withdrawn and passed on."""
+    outbox = Outbox()
+    async with conn.transaction():
+        entry = await waitlist_db.cancel(conn, entry_id, user_id=user_id, now=now)
+        if entry is None:
+            current = await _own(conn, user_id, entry_id)
+            raise InvalidState(f"Cannot leave a {current.status} waitlist entry")
+        if entry.reservation_id is not None:
+            held = await reservations_db.cancel_held(
+                conn, entry.reservation_id, now=now, reason=DECLINED_REASON
+            )
+            if held is not None:
+                await release(conn, settings, outbox, held, now=now)
+        changes = await outbox.flush(conn, now=now)
+    await publisher.publish(changes)
+    return entry
+
+
+async def claim(
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    user_id: int,
+    entry_id: int,
+    now: datetime,
+) -> tuple[WaitlistEntry, Reservation]:
+    """OFFERED (deadline not passed) -> CLAIMED, its HELD reservation -> CONFIRMED."""
+    outbox = Outbox()
+    async with conn.transaction():
+        entry = await waitlist_db.claim(conn, entry_id, user_id=user_id, now=now)
+        if entry is None:
+            current = await _own(conn, user_id, entry_id)
+            if current.status == WaitlistStatus.OFFERED:
+                raise OfferExpired()
+            if current.status == WaitlistStatus.EXPIRED:
+                raise OfferExpired("The offer expired and went to the next in line")
+            raise InvalidState(f"Cannot claim a {current.status} waitlist entry")
+        assert entry.reservation_id is not None  # a CHECK holds OFFERED entries to it
+        reservation = await reservations_db.confirm_held(conn, entry.reservation_id, now=now)
+        if reservation is None:  # the HELD row was withdrawn in the same instant
+            raise OfferExpired()
+        outbox.changes.branches.add(reservation.branch)
+        changes = await outbox.flush(conn, now=now)
+    await publisher.publish(changes)
+    return entry, reservation
+
+
+async def release(
+    conn: Connection, settings: Settings, outbox: Outbox, freed: Reservation, *, now: datetime
+) -> None:
+    """``freed`` no longer holds its seat from max(start, now) to its end: record the
+    change and offer that time to the waiting queue."""
+    outbox.changes.reservation_changed(
+        seat_id=freed.seat_id,
+        branch=freed.branch,
+        start=freed.start_time,
+        end=freed.end_time,
+        now=now,
+    )
+    start = max(freed.start_time, now)
+    if start < freed.end_time:
+        await offer_released(
+            conn,
+            settings,
+            outbox,
+            seat_id=freed.seat_id,
+            branch_id=freed.branch_id,
+            branch=freed.branch,
+            start=start,
+            end=freed.end_time,
+            now=now,
+        )
+
+
+async def offer_released(
+    conn: Connection,
+    settings: Settings,
+    outbox: Outbox,
+    *,
+    seat_id: int,
+    branch_id: int,
+    branch: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> None:
+    """Offer [start, end) on the seat: its own queue first, then its branch's, oldest
+    first, each entry only if its whole interval is free for the seat and for its owner."""
+    released = seats_db.interval(start, end)
+    tried: list[int] = []
+    expires_at = now + settings.claim_window
+    for _ in range(MAX_OFFERS_PER_RELEASE):
+        candidate = await waitlist_db.next_candidate(
+            conn, seat_id=seat_id, branch_id=branch_id, released=released, now=now, skip=tried
+        )
+        if candidate is None:
+            return
+        tried.append(candidate["id"])
+        reservation_id = await waitlist_db.insert_held(
+            conn,
+            user_id=candidate["user_id"],
+            seat_id=seat_id,
+            start=candidate["start_time"],
+            end=candidate["end_time"],
+            expires_at=expires_at,
+            now=now,
+        )
+        if reservation_id is None:  # a concurrent booking took part of it first
+            continue
+        await waitlist_db.mark_offered(
+            conn, candidate["id"], reservation_id=reservation_id, expires_at=expires_at, now=now
+        )
+        outbox.changes.reservation_changed(
+            seat_id=seat_id,
+            branch=branch,
+            start=candidate["start_time"],
+            end=candidate["end_time"],
+            now=now,
+        )
+        outbox.notify(
+            candidate["user_id"],
+            NotificationType.WAITLIST_OFFER,
+            entry_id=candidate["id"],
+            reservation_id=reservation_id,
+            seat_id=seat_id,
+            start_time=candidate["start_time"],
+            end_time=candidate["end_time"],
+            offer_expires_at=expires_at,
+        )
+
+
+async def _own(conn: Connection, user_id: int, entry_id: int) -> WaitlistEntry:
+    entry = await waitlist_db.get(conn, entry_id)
+    if entry is None or entry.user_id != user_id:
+        raise NotFound("No such waitlist entry")
+    return entry
