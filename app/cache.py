@@ -1,8 +1,8 @@
 """Seat-listing cache in Redis: versioned keys, short TTLs, never raises.
 
 Every cached answer is stored under the *generation* of what it depends on: one
-counter per branch and one for "all branches". A change that affects availability
-bumps the counters after its transaction commits (``seats_changed``), so the next
+per branch and one for "all branches". A change that affects availability
+replaces those generations with new values after its transaction commits (``seats_changed``), so the next
 read looks under a new key and old answers simply age out. A reader that computed
 its answer from a snapshot taken before the commit stores it under the generation
 it read *before* querying, which no reader looks at once the bump has happened:
@@ -19,6 +19,7 @@ lost is never served by this instance); callers then read PostgreSQL.
 import hashlib
 import logging
 import struct
+import uuid
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,8 +32,15 @@ log = logging.getLogger(__name__)
 _PREFIX = "dlsms:seats:v1"
 _ALL = "all"
 # One round trip: the current generation, and the answer stored under it (if any).
+# Generations are never reused: a bump writes a fresh random value, and a counter that
+# vanished (flush, eviction) is recreated from the server clock, later than any before.
 _GET_SCRIPT = """
-local generation = redis.call('GET', KEYS[1]) or '0'
+local generation = redis.call('GET', KEYS[1])
+if not generation then
+    local now = redis.call('TIME')
+    redis.call('SET', KEYS[1], 't' .. now[1] .. now[2], 'NX')
+    generation = redis.call('GET', KEYS[1])
+end
 return {generation, redis.call('GET', ARGV[1] .. generation .. ':' .. ARGV[2])}
 """
 # Validity header of a stored answer: valid_from, valid_until (epoch seconds, float64).
@@ -109,7 +117,7 @@ class SeatCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for scope in {_ALL, *(_scope(b) for b in branches)}:
-                    pipe.incr(f"{_PREFIX}:gen:{scope}")
+                    pipe.set(f"{_PREFIX}:gen:{scope}", uuid.uuid4().hex)
                 await pipe.execute()
         except RedisError as exc:
             self._pause(exc)

@@ -57,7 +57,7 @@ _SCOPES: dict[Scope, tuple[str, str]] = {
         "r.end_time <= $3 AND r.end_time > $3 - interval '30 days'",
         "r.start_time DESC, r.id DESC",
     ),
-    "all": ("true", "r.start_time DESC, r.id DESC"),
+    "all": ("$3::timestamptz IS NOT NULL", "r.start_time DESC, r.id DESC"),  # $3 unused
 }
 
 
