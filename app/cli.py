@@ -1,9 +1,11 @@
-"""The ``dlsms`` console script: serve, migrate, seed."""
+"""The ``dlsms`` console script: serve, migrate, seed, create-admin."""
 
 import argparse
 import asyncio
+import getpass
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -17,7 +19,7 @@ from app.db.migrations import upgrade_to_head
 from app.logs import configure_logging
 from app.main import load_settings
 from app.security import PasswordHasher
-from app.services import demo
+from app.services import accounts, demo
 from app.settings import Settings
 
 
@@ -38,6 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         help="the demo library: 3 branches, 49 seats, 10 students, 1 admin",
     )
 
+    create_admin = commands.add_parser(
+        "create-admin",
+        help="create an admin account (or promote one); password from ADMIN_PASSWORD or a prompt",
+    )
+    create_admin.add_argument("student_id", help="the login name, e.g. librarian1")
+    create_admin.add_argument("--name", default="Library Staff")
+
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings.LOG_LEVEL)
@@ -47,6 +56,14 @@ def main(argv: list[str] | None = None) -> None:
         with _database(settings) as url:
             upgrade_to_head(url)
         print("migrations: up to date")
+    elif args.command == "create-admin":
+        student_id = _login_name(args.student_id)
+        password = _admin_password(settings)
+        with _database(settings) as url:
+            upgrade_to_head(url)
+            account = asyncio.run(_create_admin(url, settings, student_id, args.name, password))
+        verb = "created" if account.created else "promoted to admin, password set"
+        print(f"admin account {student_id!r} (id {account.id}) {verb}")
     elif args.command == "seed":
         with _database(settings) as url:
             upgrade_to_head(url)
@@ -115,6 +132,40 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             log_level=settings.LOG_LEVEL.lower(),
             timeout_graceful_shutdown=10,
         )
+
+
+def _login_name(student_id: str) -> str:
+    student_id = student_id.strip()
+    if not 1 <= len(student_id) <= 50:
+        raise SystemExit("create-admin: STUDENT_ID must be 1 to 50 characters")
+    return student_id
+
+
+def _admin_password(settings: Settings) -> str:
+    """ADMIN_PASSWORD, else asked twice on the terminal (never echoed, never logged)."""
+    if settings.ADMIN_PASSWORD is not None:
+        return settings.ADMIN_PASSWORD.get_secret_value()
+    if not sys.stdin.isatty():
+        raise SystemExit("create-admin: set ADMIN_PASSWORD, or run it in a terminal to be asked")
+    password = getpass.getpass("Password (8 to 72 bytes): ")
+    if not 8 <= len(password.encode()) <= 72:
+        raise SystemExit("create-admin: the password must be 8 to 72 bytes long")
+    if getpass.getpass("Again: ") != password:
+        raise SystemExit("create-admin: the passwords differ")
+    return password
+
+
+async def _create_admin(
+    url: str, settings: Settings, student_id: str, name: str, password: str
+) -> accounts.AdminAccount:
+    conn = await asyncpg.connect(url)
+    try:
+        hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY)
+        return await accounts.create_admin(
+            conn, hasher, student_id=student_id, name=name, password=password
+        )
+    finally:
+        await conn.close()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

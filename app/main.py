@@ -22,7 +22,7 @@ from app.middleware import RequestContextMiddleware
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
-from app.routers import auth, health, notifications, reservations, seats, streams, waitlist
+from app.routers import admin, auth, health, notifications, reservations, seats, streams, waitlist
 from app.security import PasswordHasher
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reservations.router)
     app.include_router(waitlist.router)
     app.include_router(notifications.router)
+    app.include_router(admin.router)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

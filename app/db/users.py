@@ -42,3 +42,19 @@ async def get(conn: Connection, user_id: int) -> User | None:
 async def get_with_password(conn: Connection, student_id: str) -> UserWithPassword | None:
     row = await conn.fetchrow(_GET_WITH_PASSWORD, student_id)
     return None if row is None else UserWithPassword.model_validate(dict(row))
+
+
+_UPSERT_ADMIN = """
+    INSERT INTO users (student_id, name, password_hash, role) VALUES ($1, $2, $3, 'admin')
+    ON CONFLICT (student_id) DO UPDATE SET role = 'admin', password_hash = EXCLUDED.password_hash
+    RETURNING id, (xmax = 0) AS created
+"""
+
+
+async def upsert_admin(
+    conn: Connection, *, student_id: str, name: str, password_hash: str
+) -> tuple[int, bool]:
+    """An admin with this password: a new account (True) or an existing one promoted."""
+    row = await conn.fetchrow(_UPSERT_ADMIN, student_id, name, password_hash)
+    assert row is not None
+    return row["id"], row["created"]

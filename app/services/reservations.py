@@ -173,13 +173,13 @@ async def check_in(
         grace=settings.grace,
     )
     if reservation is None:
-        raise _check_in_refusal(await _own(conn, user.id, reservation_id), settings)
+        raise check_in_refusal(await _own(conn, user.id, reservation_id), settings)
     # The seat stays taken; only the branch's reserved/occupied counts move.
     await publisher.publish(Changes(branches={reservation.branch}))
     return to_out(reservation, settings)
 
 
-def _check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
+def check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
     if current.status != ReservationStatus.CONFIRMED:
         return InvalidState(f"Cannot check in a {current.status} reservation")
     opens = current.start_time - settings.checkin_early

@@ -24,6 +24,7 @@ TABLES = {
     "idempotency_keys",
     "waitlist_entries",
     "notifications",
+    "audit_log",
 }
 
 

@@ -1,0 +1,138 @@
+"""Administration (role `admin`; a student gets 403 `forbidden`)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.deps import AdminUser, Conn, Now, PathId, PublisherDep, SettingsDep
+from app.errors import (
+    AlreadyExists,
+    CheckinWindow,
+    Forbidden,
+    InvalidInterval,
+    InvalidState,
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    error_responses,
+)
+from app.schemas.admin import (
+    AdminReservationQuery,
+    AuditList,
+    BranchAdminOut,
+    BranchCreate,
+    SeatCreate,
+    SeatPatch,
+    StatsOut,
+    StatsQuery,
+)
+from app.schemas.reservations import ReservationList, ReservationOut
+from app.schemas.seats import Page, SeatOut
+from app.services import admin as admin_service
+
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses=error_responses(NotAuthenticated, InvalidToken, Forbidden),
+)
+
+
+@router.post(
+    "/branches",
+    status_code=201,
+    response_model=BranchAdminOut,
+    responses=error_responses(AlreadyExists),
+)
+async def create_branch(
+    body: BranchCreate, admin: AdminUser, conn: Conn, now: Now
+) -> BranchAdminOut:
+    """Add a branch (IANA time zone, default UTC; a bad zone is 422)."""
+    return await admin_service.create_branch(conn, actor=admin, data=body, now=now)
+
+
+@router.post(
+    "/seats",
+    status_code=201,
+    response_model=SeatOut,
+    responses=error_responses(NotFound, AlreadyExists),
+)
+async def create_seat(
+    body: SeatCreate, admin: AdminUser, conn: Conn, publisher: PublisherDep, now: Now
+) -> SeatOut:
+    """Add a seat to a branch (labels are unique within a branch)."""
+    return await admin_service.create_seat(conn, publisher, actor=admin, data=body, now=now)
+
+
+@router.patch(
+    "/seats/{seat_id}",
+    response_model=SeatOut,
+    responses=error_responses(NotFound, AlreadyExists),
+)
+async def update_seat(
+    seat_id: PathId,
+    body: SeatPatch,
+    admin: AdminUser,
+    conn: Conn,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    now: Now,
+) -> SeatOut:
+    """Edit a seat. MAINTENANCE/CLOSED cancels its active reservations that have not ended
+    (owners get `reservation.cancelled` with the reason) and returns offered waitlist entries
+    to WAITING at their old place; ACTIVE again offers it to the waitlist."""
+    return await admin_service.update_seat(
+        conn, publisher, settings, actor=admin, seat_id=seat_id, patch=body, now=now
+    )
+
+
+@router.get(
+    "/reservations",
+    response_model=ReservationList,
+    responses=error_responses(InvalidInterval),
+)
+async def list_all_reservations(
+    query: Annotated[AdminReservationQuery, Query()],
+    admin: AdminUser,
+    conn: Conn,
+    settings: SettingsDep,
+) -> ReservationList:
+    """Any user's reservations, latest start first, filtered."""
+    return await admin_service.list_reservations(conn, settings, query)
+
+
+@router.post(
+    "/reservations/{reservation_id}/checkin",
+    response_model=ReservationOut,
+    responses=error_responses(NotFound, InvalidState, CheckinWindow),
+)
+async def check_in_at_desk(
+    reservation_id: PathId,
+    admin: AdminUser,
+    conn: Conn,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    now: Now,
+) -> ReservationOut:
+    """Staff check-in at the desk (the same window as the student's own check-in)."""
+    return await admin_service.check_in(
+        conn, publisher, settings, actor=admin, reservation_id=reservation_id, now=now
+    )
+
+
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    responses=error_responses(NotFound, InvalidInterval),
+)
+async def usage_statistics(
+    query: Annotated[StatsQuery, Query()], admin: AdminUser, conn: Conn
+) -> StatsOut:
+    """Usage per branch for reservations starting in [start_time, end_time): see each
+    field's description for its exact definition."""
+    return await admin_service.stats(conn, query)
+
+
+@router.get("/audit", response_model=AuditList)
+async def list_audit_log(page: Annotated[Page, Query()], admin: AdminUser, conn: Conn) -> AuditList:
+    """Every staff change, newest first: who, what, when, the row before and after."""
+    return await admin_service.list_audit(conn, page)

@@ -1,0 +1,108 @@
+"""Administration: requests and responses."""
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.models import ReservationStatus, SeatStatus
+from app.schemas.common import Area, Id, Label, Name, UtcDatetime
+from app.schemas.seats import Page
+from app.settings import is_iana_timezone
+
+
+def _iana(name: str) -> str:
+    if not is_iana_timezone(name):
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/Berlin)")
+    return name
+
+
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_iana)]
+
+
+class BranchCreate(BaseModel):
+    name: Name
+    timezone: TimeZoneName = Field("UTC", description="IANA time zone name, e.g. Europe/Berlin")
+
+
+class BranchAdminOut(BaseModel):
+    id: int
+    name: str
+    timezone: str
+    created_at: UtcDatetime
+
+
+class SeatCreate(BaseModel):
+    branch: Name
+    area: Area
+    label: Label
+    has_power: bool = False
+    has_monitor: bool = False
+
+
+class SeatPatch(BaseModel):
+    """Any subset of the editable fields; `status` MAINTENANCE or CLOSED cancels the seat's
+    active reservations that have not ended and withdraws its waitlist offers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    area: Area | None = None
+    label: Label | None = None
+    has_power: bool | None = None
+    has_monitor: bool | None = None
+    status: SeatStatus | None = None
+
+
+class AdminReservationQuery(Page):
+    seat_id: Id | None = None
+    user_id: Id | None = None
+    status: ReservationStatus | None = None
+    start_time: AwareDatetime | None = Field(
+        None, description="Only reservations overlapping [start_time, end_time)"
+    )
+    end_time: AwareDatetime | None = None
+
+
+class StatsQuery(BaseModel):
+    branch: Name | None = None
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+
+
+class BranchStats(BaseModel):
+    branch: str
+    reservations: int = Field(description="Reservations starting in [start_time, end_time)")
+    checked_in: int = Field(description="Those ever checked in (CHECKED_IN or COMPLETED)")
+    no_shows: int = Field(description="Those that ended NO_SHOW")
+    no_show_rate: float = Field(
+        ge=0, le=1, description="no_shows / (checked_in + no_shows); 0 when both are 0"
+    )
+    cancelled: int = Field(description="Those CANCELLED (by the student, staff or expiry)")
+    utilization: float = Field(
+        ge=0,
+        le=1,
+        description="Hours of checked-in reservations (final interval, clipped to the window) "
+        "over the branch's ACTIVE seats x the window's hours (seats counted as they are now); "
+        "capped at 1",
+    )
+
+
+class StatsOut(BaseModel):
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    branches: list[BranchStats]
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor_id: int = Field(description="The admin who made the change")
+    action: str = Field(description="e.g. branch.create, seat.create, seat.update, checkin")
+    entity: str
+    entity_id: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: UtcDatetime
+
+
+class AuditList(BaseModel):
+    items: list[AuditOut]
+    total: int
