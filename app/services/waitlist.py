@@ -173,11 +173,14 @@ async def offer_released(
         if candidate is None:
             return
         tried.append(candidate["id"])
+        # An entry whose interval has begun is offered what is left of it, so that the
+        # check-in window (timed from the start) is still open when it is claimed.
+        held_start = max(candidate["start_time"], now)
         reservation_id = await waitlist_db.insert_held(
             conn,
             user_id=candidate["user_id"],
             seat_id=seat_id,
-            start=candidate["start_time"],
+            start=held_start,
             end=candidate["end_time"],
             expires_at=expires_at,
             now=now,
@@ -190,7 +193,7 @@ async def offer_released(
         outbox.changes.reservation_changed(
             seat_id=seat_id,
             branch=branch,
-            start=candidate["start_time"],
+            start=held_start,
             end=candidate["end_time"],
             now=now,
         )
@@ -200,7 +203,7 @@ async def offer_released(
             entry_id=candidate["id"],
             reservation_id=reservation_id,
             seat_id=seat_id,
-            start_time=candidate["start_time"],
+            start_time=held_start,
             end_time=candidate["end_time"],
             offer_expires_at=expires_at,
         )
