@@ -1,9 +1,9 @@
 """Seat-listing cache in Redis: versioned keys, short TTLs, never raises.
 
 Every cached answer is stored under the *generation* of what it depends on: one
-per branch and one for "all branches". A change that affects availability
-replaces those generations with new values after its transaction commits (``seats_changed``), so the next
-read looks under a new key and old answers simply age out. A reader that computed
+per branch and one for "all branches". A change that affects availability replaces
+those generations with new values after its transaction commits (``seats_changed``),
+so the next read looks under a new key and old answers simply age out. A reader that computed
 its answer from a snapshot taken before the commit stores it under the generation
 it read *before* querying, which no reader looks at once the bump has happened:
 nobody sees a seat as free after its booking was committed and answered.
@@ -19,8 +19,8 @@ lost is never served by this instance); callers then read PostgreSQL.
 import hashlib
 import logging
 import struct
-import uuid
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 

@@ -33,12 +33,23 @@ _BOOKING_CONTEXT = """
     WHERE s.id = $1
 """
 
-# FOR SHARE on the seat: staff closing it (an UPDATE) waits for this booking to commit
-# and then cancels it, or the booking sees the seat closed and inserts nothing.
+# Advisory lock namespaces (the two-int form): bookings of one seat, and of one user.
+SEAT_LOCK, USER_LOCK = 71_001, 71_002
+
+# Two conflicting inserts checked against an exclusion constraint wait on each other's
+# uncommitted row, and PostgreSQL breaks that tie only after deadlock_timeout (1 s) by
+# aborting one. So bookings of one seat, and of one user, first queue on advisory locks
+# (seat, then user: one order for everyone, no cycles); held to the end of the statement's
+# transaction, they make the constraint check meet only committed rows. The constraints
+# still decide who wins. FOR SHARE on the seat: staff closing it (an UPDATE) waits for
+# this booking to commit and then cancels it, or the booking sees it closed.
 _INSERT = f"""
-    WITH s AS (
-        SELECT id, branch_id, area, label FROM seats
-        WHERE id = $2 AND status = 'ACTIVE' FOR SHARE
+    WITH locked AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock({SEAT_LOCK}, ($2 % 2147483647)::int) AS seat,
+               pg_advisory_xact_lock({USER_LOCK}, ($1 % 2147483647)::int) AS usr
+    ), s AS (
+        SELECT seats.id, seats.branch_id, seats.area, seats.label FROM seats, locked
+        WHERE seats.id = $2 AND seats.status = 'ACTIVE' FOR SHARE OF seats
     ), r AS (
         INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
                                   created_at, updated_at)
