@@ -24,7 +24,7 @@ from app.timeutil import iso_z
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "dlsms:events:v1"
+CHANNEL_PREFIX = "dlsms:events:v1"
 QUEUE_SIZE = 256
 _RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
@@ -113,6 +113,11 @@ class Broker:
         self.hub = Hub()
         self._redis = redis
         self._redis_url = redis_url
+        # Pub/sub ignores Redis's database numbers; the cache does not. One channel per
+        # database keeps deployments that share a Redis server (on different databases)
+        # from hearing each other, as their caches already are apart.
+        database = redis.connection_pool.connection_kwargs.get("db", 0) if redis else 0
+        self.channel = f"{CHANNEL_PREFIX}:db{database}"
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -132,7 +137,7 @@ class Broker:
     async def _publish(self, message: Message) -> None:
         if self._redis is not None:
             try:
-                await self._redis.publish(CHANNEL, orjson.dumps(message))
+                await self._redis.publish(self.channel, orjson.dumps(message))
                 return
             except RedisError as exc:
                 log.warning("Redis publish failed (%s); delivering on this instance only", exc)
@@ -155,7 +160,7 @@ class Broker:
         while True:
             try:
                 async with subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     attempt = 0
                     async for raw in _listen_forever(pubsub):
                         self.hub.dispatch(orjson.loads(raw["data"]))

@@ -51,9 +51,10 @@ async def _next(subscription: Subscription, deadline: float) -> dict[str, Any] |
 async def notification_events(
     pool: Pool, broker: Broker, settings: Settings, *, user_id: int, last_event_id: int | None
 ) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
     with broker.hub.user(user_id) as subscription:
+        # Where this stream starts is fixed before the client hears it is open, so a
+        # notification committed after that moment is either replayed or queued.
         if last_event_id is None:  # a new stream starts from now
             async with pool.acquire() as conn:
                 last = await notifications_db.latest_id(conn, user_id)
@@ -61,6 +62,7 @@ async def notification_events(
         else:
             last = last_event_id
             missed = await _replay(pool, user_id, last)
+        yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
         while True:
             for body in missed:
                 if body["id"] > last:

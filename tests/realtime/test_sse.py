@@ -1,0 +1,379 @@
+"""The live streams over a real uvicorn: GET /notifications/stream and GET /seats/stream."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.models import Notification
+from app.realtime import broker
+from app.realtime.events import Changes
+from app.timeutil import utcnow
+from tests.factories import Student, add_branch, add_seat, add_student, iso
+from tests.realtime.servers import Server, Servers, open_stream, wait_until_subscribed
+
+pytestmark = pytest.mark.slow
+
+NOTIFICATIONS = "/notifications/stream"
+# One process serves most tests here (starting one takes seconds): a tiny pool, so every
+# test also shows that open streams leave connections for requests; quick heartbeats.
+SHARED_SETTINGS: dict[str, Any] = {
+    "SSE_RETRY_MS": 1234,
+    "SSE_HEARTBEAT_SECONDS": 1,
+    "DB_POOL_MIN_SIZE": 1,
+    "DB_POOL_MAX_SIZE": 2,
+}
+
+
+@pytest.fixture(scope="module")
+async def server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    async with Servers(database_url, tmp_path_factory.mktemp("sse")) as started:
+        yield await started.start(**SHARED_SETTINGS)
+
+
+def next_hour(hours_ahead: int = 2) -> datetime:
+    return (utcnow() + timedelta(hours=hours_ahead)).replace(minute=0, second=0, microsecond=0)
+
+
+async def book(
+    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
+) -> dict[str, Any]:
+    response = await client.post(
+        "/reservations",
+        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
+        headers=student.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def cancel(client: httpx.AsyncClient, student: Student, reservation_id: int) -> None:
+    response = await client.delete(f"/reservations/{reservation_id}", headers=student.headers)
+    assert response.status_code == 200, response.text
+
+
+async def join_waitlist(
+    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
+) -> dict[str, Any]:
+    response = await client.post(
+        "/waitlist",
+        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
+        headers=student.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def insert_notifications(
+    db: asyncpg.Connection, user_id: int, count: int, kind: str = "reservation.reminder"
+) -> list[int]:
+    ids = []
+    for n in range(count):
+        data = json.dumps({"reservation_id": 1000 + n, "seat_id": 1, "start_time": iso(utcnow())})
+        ids.append(
+            await db.fetchval(
+                "INSERT INTO notifications (user_id, type, data) VALUES ($1, $2, $3::jsonb) "
+                "RETURNING id",
+                user_id,
+                kind,
+                data,
+            )
+        )
+    return ids
+
+
+async def test_stream_without_token_is_401_not_authenticated(server: Server) -> None:
+    response = await server.client.get(NOTIFICATIONS)
+
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] == "not_authenticated"
+
+
+async def test_stream_with_a_bad_token_in_header_or_query_is_401_invalid_token(
+    server: Server,
+) -> None:
+    in_header = await server.client.get(NOTIFICATIONS, headers={"Authorization": "Bearer nope"})
+    in_query = await server.client.get(NOTIFICATIONS, params={"access_token": "nope.nope.nope"})
+
+    for response in (in_header, in_query):
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_token"
+
+
+async def test_stream_accepts_the_token_in_the_header_or_as_access_token_query(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    student = await add_student(db, "S0000001")
+
+    async with open_stream(server.client, NOTIFICATIONS, headers=student.headers) as by_header:
+        header_type = by_header.response.headers["content-type"]
+    async with open_stream(
+        server.client, NOTIFICATIONS, params={"access_token": student.token}
+    ) as by_query:
+        query_type = by_query.response.headers["content-type"]
+
+    assert header_type.startswith("text/event-stream")
+    assert query_type.startswith("text/event-stream")
+
+
+@pytest.mark.parametrize("path", [NOTIFICATIONS, "/seats/stream"])
+async def test_stream_starts_with_a_retry_hint(
+    server: Server, db: asyncpg.Connection, path: str
+) -> None:
+    student = await add_student(db, "S0000001")
+
+    async with open_stream(server.client, path, headers=student.headers, connected=False) as stream:
+        first = await stream.next_block(within=5)
+
+    assert first is not None
+    assert first.retry == SHARED_SETTINGS["SSE_RETRY_MS"]
+    assert first.data is None  # a hint, not an event
+
+
+async def test_cancelled_booking_is_offered_live_to_the_waiting_users_stream(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    seat_id = await add_seat(db, await add_branch(db, "Main"), "A1")
+    alice, bob = await add_student(db, "S0000001"), await add_student(db, "S0000002")
+    start = next_hour()
+    booking = await book(server.client, alice, seat_id, start, start + timedelta(hours=2))
+    entry = await join_waitlist(server.client, bob, seat_id, start, start + timedelta(hours=2))
+
+    async with open_stream(server.client, NOTIFICATIONS, headers=bob.headers) as stream:
+        await cancel(server.client, alice, booking["id"])
+        event = await stream.next_event(within=5)
+
+    held_id = await db.fetchval(
+        "SELECT id FROM reservations WHERE user_id = $1 AND status = 'HELD'", bob.id
+    )
+    listed = (await server.client.get("/notifications", headers=bob.headers)).json()
+    body = event.json()
+    assert event.event == "waitlist.offer"
+    assert event.id == str(body["id"])
+    assert set(body) == {"id", "type", "data", "created_at", "read_at"}
+    assert body["type"] == "waitlist.offer"
+    assert body["read_at"] is None
+    assert set(body["data"]) == {
+        "entry_id",
+        "reservation_id",
+        "seat_id",
+        "start_time",
+        "end_time",
+        "offer_expires_at",
+    }
+    assert body["data"]["entry_id"] == entry["id"]
+    assert body["data"]["reservation_id"] == held_id
+    assert body["data"]["seat_id"] == seat_id
+    assert body["data"]["start_time"] == booking["start_time"]
+    assert body["data"]["end_time"] == booking["end_time"]
+    assert datetime.fromisoformat(body["data"]["offer_expires_at"]) > utcnow()
+    assert listed["items"] == [body]  # the stream shows the row GET /notifications has
+
+
+async def test_reconnect_with_last_event_id_replays_only_the_missed_ones_in_order(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    student, other = await add_student(db, "S0000001"), await add_student(db, "S0000002")
+    ids = await insert_notifications(db, student.id, 2)
+    await insert_notifications(db, other.id, 1)  # someone else's: never replayed to us
+    ids += await insert_notifications(db, student.id, 3, kind="reservation.cancelled")
+
+    headers = {**student.headers, "Last-Event-ID": str(ids[1])}
+    async with open_stream(server.client, NOTIFICATIONS, headers=headers) as stream:
+        replayed = [await stream.next_event(within=5) for _ in ids[2:]]
+        extra = await stream.events_within(0.5)
+
+    assert [event.id for event in replayed] == [str(i) for i in ids[2:]]
+    assert [event.event for event in replayed] == ["reservation.cancelled"] * 3
+    assert [event.json()["id"] for event in replayed] == ids[2:]
+    assert extra == []
+
+
+async def test_new_stream_without_last_event_id_does_not_replay_old_notifications(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    student = await add_student(db, "S0000001")
+    await insert_notifications(db, student.id, 3)
+
+    async with open_stream(server.client, NOTIFICATIONS, headers=student.headers) as stream:
+        received = await stream.events_within(1.0)
+
+    assert received == []
+
+
+async def test_idle_stream_sends_heartbeat_comments(server: Server, db: asyncpg.Connection) -> None:
+    student = await add_student(db, "S0000001")
+
+    async with open_stream(server.client, NOTIFICATIONS, headers=student.headers) as stream:
+        began = time.monotonic()
+        first = await stream.next_block(within=2.5)
+        second = await stream.next_block(within=2.5)
+        elapsed = time.monotonic() - began
+
+    for block in (first, second):
+        assert block is not None
+        assert block.data is None
+        assert block.comments
+    assert elapsed < 3.5
+
+
+async def test_streams_end_by_themselves_after_their_lifetime_cap(
+    servers: Servers, db: asyncpg.Connection
+) -> None:
+    capped = await servers.start(SSE_MAX_STREAM_SECONDS=2)
+    student = await add_student(db, "S0000001")
+
+    async with (
+        open_stream(capped.client, NOTIFICATIONS, headers=student.headers) as notifications,
+        open_stream(capped.client, "/seats/stream") as seats,
+    ):
+        began = time.monotonic()
+        await notifications.end(within=6)
+        await seats.end(within=6)
+        lasted = time.monotonic() - began
+
+    assert 1.0 < lasted < 6
+
+
+async def test_seat_stream_reports_booking_and_cancellation_to_that_branch_only(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    main, science = await add_branch(db, "Main"), await add_branch(db, "Science")
+    seat_id = await add_seat(db, main, "A1")
+    await add_seat(db, science, "B1")
+    student = await add_student(db, "S0000001")
+
+    async with (
+        open_stream(server.client, "/seats/stream", params={"branch": "Main"}) as main_stream,
+        open_stream(server.client, "/seats/stream", params={"branch": "Science"}) as elsewhere,
+    ):
+        now = utcnow()
+        booking = await book(server.client, student, seat_id, now, now + timedelta(hours=1))
+        taken = await main_stream.next_event(within=5)
+        await cancel(server.client, student, booking["id"])
+        freed = await main_stream.next_event(within=5)
+        other_branch = await elsewhere.events_within(0.5)
+
+    assert taken.event == freed.event == "seat.availability"
+    assert taken.json() == {
+        "seat_id": seat_id,
+        "branch": "Main",
+        "available": False,
+        "status": "ACTIVE",
+    }
+    assert freed.json() == {
+        "seat_id": seat_id,
+        "branch": "Main",
+        "available": True,
+        "status": "ACTIVE",
+    }
+    assert other_branch == []
+
+
+async def test_waiting_streams_hold_no_pool_connection(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    seat_id = await add_seat(db, await add_branch(db, "Main"), "A1")
+    students = [await add_student(db, f"S000000{n}") for n in range(1, 6)]
+
+    async with AsyncExitStack() as streams:
+        for student in students:
+            await streams.enter_async_context(
+                open_stream(server.client, NOTIFICATIONS, headers=student.headers)
+            )
+        began = time.monotonic()
+        branches = await server.client.get("/branches", timeout=2)
+        start = next_hour()
+        booking = await server.client.post(
+            "/reservations",
+            json={
+                "seat_id": seat_id,
+                "start_time": iso(start),
+                "end_time": iso(start + timedelta(hours=1)),
+            },
+            headers=students[0].headers,
+            timeout=2,
+        )
+        elapsed = time.monotonic() - began
+
+    assert branches.status_code == 200
+    assert booking.status_code == 201, booking.text
+    assert elapsed < 2
+
+
+@pytest.mark.redis
+async def test_notification_committed_after_the_stream_opened_reaches_it(
+    servers: Servers, db: asyncpg.Connection, database_url: str, redis_url: str
+) -> None:
+    """What is committed after the client saw a fresh stream open must reach it.
+
+    The stream sends its first block (the ``retry:`` hint), subscribes, and only then
+    reads the user's newest notification id as its starting point; a notification
+    committed in between reaches its queue but is dropped as already sent. Holding a
+    lock on the table stalls that read so that the test commits into the gap every
+    time; the message is then published the way the app publishes after COMMIT."""
+    server = await servers.start(REDIS_URL=redis_url)
+    student = await add_student(db, "S0000001")
+    await wait_until_subscribed(server, redis_url)
+    watcher = await asyncpg.connect(database_url)
+    redis = Redis.from_url(redis_url)
+    try:
+        async with AsyncExitStack() as stack:
+            async with db.transaction():
+                await db.execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
+                stream = await stack.enter_async_context(
+                    open_stream(
+                        server.client, NOTIFICATIONS, headers=student.headers, connected=False
+                    )
+                )
+                await until_a_query_waits_on_a_lock(watcher, "FROM notifications")
+                try:
+                    opened = await stream.next_block(within=1)
+                except TimeoutError:
+                    opened = None  # the stream says nothing before it knows where it starts
+                row = await db.fetchrow(
+                    "INSERT INTO notifications (user_id, type, data) "
+                    "VALUES ($1, 'reservation.reminder', '{}') "
+                    "RETURNING id, user_id, type, data::text AS data, created_at, read_at",
+                    student.id,
+                )
+                assert row is not None
+            notification = Notification.model_validate({**row, "data": json.loads(row["data"])})
+            for message in broker.messages(Changes(notifications=[notification])):
+                await redis.publish(broker.Broker(redis, redis_url).channel, json.dumps(message))
+            received = await stream.events_within(2)
+    finally:
+        await redis.aclose()
+        await watcher.close()
+
+    if opened is not None:
+        assert opened.retry is not None  # the client saw the stream open...
+        # ...before the notification was committed, so the stream owes it to the client.
+        assert [event.id for event in received] == [str(row["id"])]
+
+
+async def until_a_query_waits_on_a_lock(watcher: asyncpg.Connection, fragment: str) -> None:
+    async with asyncio.timeout(5):
+        while True:
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+                fragment,
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.05)
