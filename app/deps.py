@@ -1,11 +1,12 @@
 """FastAPI dependencies as Annotated aliases, so routes read like their signatures."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.types import Scope
 
 from app.cache import SeatCache
 from app.db.pool import Connection, Pool
@@ -63,6 +64,15 @@ async def _login_limiter(request: Request) -> LoginLimiter:
 async def _now() -> datetime:
     """The current time; tests override this dependency to move the clock."""
     return utcnow()
+
+
+async def now_for_scope(scope: Scope) -> datetime:
+    """The request's clock outside dependency injection (pure ASGI middleware), honouring
+    a test's override of ``get_now`` like the routes do."""
+    app = scope.get("app")
+    overrides = getattr(app, "dependency_overrides", {})
+    provider: Callable[[], Awaitable[datetime]] = overrides.get(_now, _now)
+    return await provider()
 
 
 async def _current_user(

@@ -15,7 +15,9 @@ from app.cache import SeatCache
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
+from app.deps import now_for_scope
 from app.errors import install_error_handlers
+from app.fastpath import CachedListingMiddleware
 from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(waitlist.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
+    # Innermost: cached listings are answered inside CORS and the request-id middleware.
+    app.add_middleware(CachedListingMiddleware, now=now_for_scope)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

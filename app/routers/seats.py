@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CacheDep, Conn, Now, PathId, PoolDep
 from app.errors import InvalidInterval, NotFound, error_responses
+from app.fastpath import listing_slot
 from app.schemas.seats import (
     AvailabilityOut,
     BranchOut,
@@ -22,10 +23,11 @@ router = APIRouter(tags=["seats"])
 
 @router.get("/seats", response_model=SeatList, responses=error_responses(InvalidInterval))
 async def list_seats(
-    query: Annotated[SeatQuery, Query()], pool: PoolDep, cache: CacheDep, now: Now
+    request: Request, query: Annotated[SeatQuery, Query()], pool: PoolDep, cache: CacheDep, now: Now
 ) -> Response:
     """Seats matching the filters, with `available` for [start_time, end_time) or for now."""
-    body = await seats_service.list_seats(pool, cache, query, now=now)
+    slot = listing_slot(request.scope)
+    body = await seats_service.list_seats(pool, cache, query, slot=slot, now=now)
     return Response(body, media_type="application/json")
 
 
@@ -52,7 +54,7 @@ async def get_seat_availability(
 
 
 @router.get("/branches", response_model=list[BranchOut])
-async def list_branches(pool: PoolDep, cache: CacheDep, now: Now) -> Response:
+async def list_branches(request: Request, pool: PoolDep, cache: CacheDep, now: Now) -> Response:
     """Every branch with live seat counts (a plain array: a few rows, never paged)."""
-    body = await seats_service.branches(pool, cache, now=now)
+    body = await seats_service.branches(pool, cache, slot=listing_slot(request.scope), now=now)
     return Response(body, media_type="application/json")

@@ -9,6 +9,7 @@ from app.cache import Lookup, SeatCache
 from app.db import seats as seats_db
 from app.db.pool import Connection, Pool
 from app.errors import InvalidInterval, NotFound
+from app.fastpath import ListingSlot
 from app.schemas.seats import (
     AvailabilityOut,
     BranchOut,
@@ -34,18 +35,27 @@ def check_order(start: datetime, end: datetime) -> None:
         raise InvalidInterval("end_time must be after start_time")
 
 
-async def list_seats(pool: Pool, cache: SeatCache, query: SeatQuery, *, now: datetime) -> bytes:
+async def list_seats(
+    pool: Pool, cache: SeatCache, query: SeatQuery, *, slot: ListingSlot, now: datetime
+) -> bytes:
     """The listing as JSON bytes, from the cache when it holds a valid answer."""
     asked = _asked_range(query, now)
-    lookup = await cache.lookup(branch=query.branch, query=query.model_dump_json(), now=now)
+    lookup = await _lookup(cache, slot, now)
     if lookup.body is not None:
         return lookup.body
     async with pool.acquire() as conn:
         listing = await _list_seats(conn, query, asked)
         valid_until = await _valid_until(conn, lookup, about_now=query.start_time is None, now=now)
     body = listing.model_dump_json().encode()
-    await cache.store(lookup, body, now=now, valid_until=valid_until)
+    if slot.storable_for(query.branch):
+        await cache.store(lookup, body, now=now, valid_until=valid_until)
     return body
+
+
+async def _lookup(cache: SeatCache, slot: ListingSlot, now: datetime) -> Lookup:
+    if slot.lookup is not None:  # app/fastpath.py looked already, and missed
+        return slot.lookup
+    return await cache.lookup(branch=slot.branch, query=slot.key, now=now)
 
 
 async def _valid_until(
@@ -113,14 +123,15 @@ async def availability(
 _BRANCH_LIST = TypeAdapter(list[BranchOut])
 
 
-async def branches(pool: Pool, cache: SeatCache, *, now: datetime) -> bytes:
+async def branches(pool: Pool, cache: SeatCache, *, slot: ListingSlot, now: datetime) -> bytes:
     """Every branch with live counts, as JSON bytes (cached like listings)."""
-    lookup = await cache.lookup(branch=None, query="branches", now=now)
+    lookup = await _lookup(cache, slot, now)
     if lookup.body is not None:
         return lookup.body
     async with pool.acquire() as conn:
         rows = await seats_db.branch_summaries(conn, now)
         valid_until = await _valid_until(conn, lookup, about_now=True, now=now)
     body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
-    await cache.store(lookup, body, now=now, valid_until=valid_until)
+    if slot.storable_for(None):  # a stray ?branch= is ignored by the route, not the key
+        await cache.store(lookup, body, now=now, valid_until=valid_until)
     return body
