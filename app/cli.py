@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         print("migrations: up to date")
     elif args.command == "create-admin":
         student_id = _login_name(args.student_id)
+        name = _display_name(args.name)
         password = _admin_password(settings)
         with _database(settings) as url:
             upgrade_to_head(url)
-            account = asyncio.run(_create_admin(url, settings, student_id, args.name, password))
+            account = asyncio.run(_create_admin(url, settings, student_id, name, password))
         verb = "created" if account.created else "promoted to admin, password set"
         print(f"admin account {student_id!r} (id {account.id}) {verb}")
     elif args.command == "seed":
@@ -139,6 +140,13 @@ def _login_name(student_id: str) -> str:
     if not 1 <= len(student_id) <= 50:
         raise SystemExit("create-admin: STUDENT_ID must be 1 to 50 characters")
     return student_id
+
+
+def _display_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise SystemExit("create-admin: --name must be 1 to 200 characters")
+    return name
 
 
 def _admin_password(settings: Settings) -> str:

@@ -50,9 +50,12 @@ _ACTIVE_ON_SEAT = f"""
     ORDER BY r.start_time
     FOR UPDATE OF r
 """
+# A checked-in reservation under way ends now: its final interval is what was used.
 _CANCEL_FOR_STAFF = """
     UPDATE reservations
-    SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $3, updated_at = $2
+    SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $3, updated_at = $2,
+        end_time = CASE WHEN status = 'CHECKED_IN' AND start_time < $2
+                        THEN least(end_time, $2) ELSE end_time END
     WHERE id = ANY($1::bigint[]) AND status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')
 """
 

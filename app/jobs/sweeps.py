@@ -13,7 +13,9 @@ from app.db import idempotency as idempotency_db
 from app.db import sweeps as sweeps_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Pool
-from app.models import NotificationType, WaitlistStatus
+from app.db.transactions import retry_deadlocks
+from app.models import NotificationType, Reservation, WaitlistStatus
+from app.realtime.events import Changes
 from app.realtime.publisher import Publisher
 from app.services import waitlist as waitlist_service
 from app.services.notify import Outbox
@@ -37,19 +39,25 @@ async def mark_no_shows(
     slot goes to the waitlist; the owner is told."""
     total = 0
     while True:
-        outbox = Outbox()
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await sweeps_db.mark_no_shows(conn, now=now, grace=settings.grace, batch=BATCH)
-            for r in rows:
-                outbox.notify(
-                    r.user_id,
-                    NotificationType.RESERVATION_NO_SHOW,
-                    reservation_id=r.id,
-                    seat_id=r.seat_id,
-                    start_time=r.start_time,
+
+        async def batch() -> tuple[list[Reservation], Changes]:
+            outbox = Outbox()
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await sweeps_db.mark_no_shows(
+                    conn, now=now, grace=settings.grace, batch=BATCH
                 )
-                await waitlist_service.release(conn, settings, outbox, r, now=now)
-            changes = await outbox.flush(conn, now=now)
+                for r in rows:
+                    outbox.notify(
+                        r.user_id,
+                        NotificationType.RESERVATION_NO_SHOW,
+                        reservation_id=r.id,
+                        seat_id=r.seat_id,
+                        start_time=r.start_time,
+                    )
+                    await waitlist_service.release(conn, settings, outbox, r, now=now)
+                return rows, await outbox.flush(conn, now=now)
+
+        rows, changes = await retry_deadlocks(batch)
         await publisher.publish(changes)
         total += len(rows)
         if len(rows) < BATCH:
@@ -62,13 +70,17 @@ async def complete_checked_in(
     """CHECKED_IN past end_time -> COMPLETED (nothing is released: the time is over)."""
     total = 0
     while True:
-        outbox = Outbox()
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await sweeps_db.complete_checked_in(conn, now=now, batch=BATCH)
-            for r in rows:
-                outbox.changes.branches.add(r.branch)
-                outbox.changes.seats_now.add(r.seat_id)
-            changes = await outbox.flush(conn, now=now)
+
+        async def batch() -> tuple[list[Reservation], Changes]:
+            outbox = Outbox()
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await sweeps_db.complete_checked_in(conn, now=now, batch=BATCH)
+                for r in rows:
+                    outbox.changes.branches.add(r.branch)
+                    outbox.changes.seats_now.add(r.seat_id)
+                return rows, await outbox.flush(conn, now=now)
+
+        rows, changes = await retry_deadlocks(batch)
         await publisher.publish(changes)
         total += len(rows)
         if len(rows) < BATCH:
@@ -82,25 +94,29 @@ async def expire_offers(
     and the time offered to the next in line."""
     total = 0
     while True:
-        outbox = Outbox()
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await sweeps_db.cancel_expired_offers(
-                conn, now=now, reason=waitlist_service.EXPIRED_REASON, batch=BATCH
-            )
-            for r in rows:
-                entry = await waitlist_db.settle_offer(
-                    conn, r.id, status=WaitlistStatus.EXPIRED, now=now
+
+        async def batch() -> tuple[list[Reservation], Changes]:
+            outbox = Outbox()
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await sweeps_db.cancel_expired_offers(
+                    conn, now=now, reason=waitlist_service.EXPIRED_REASON, batch=BATCH
                 )
-                if entry is not None:
-                    outbox.notify(
-                        r.user_id,
-                        NotificationType.WAITLIST_EXPIRED,
-                        entry_id=entry["id"],
-                        reservation_id=r.id,
-                        seat_id=r.seat_id,
+                for r in rows:
+                    entry = await waitlist_db.settle_offer(
+                        conn, r.id, status=WaitlistStatus.EXPIRED, now=now
                     )
-                await waitlist_service.release(conn, settings, outbox, r, now=now)
-            changes = await outbox.flush(conn, now=now)
+                    if entry is not None:
+                        outbox.notify(
+                            r.user_id,
+                            NotificationType.WAITLIST_EXPIRED,
+                            entry_id=entry["id"],
+                            reservation_id=r.id,
+                            seat_id=r.seat_id,
+                        )
+                    await waitlist_service.release(conn, settings, outbox, r, now=now)
+                return rows, await outbox.flush(conn, now=now)
+
+        rows, changes = await retry_deadlocks(batch)
         await publisher.publish(changes)
         total += len(rows)
         if len(rows) < BATCH:

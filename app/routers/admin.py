@@ -44,10 +44,10 @@ router = APIRouter(
     responses=error_responses(AlreadyExists),
 )
 async def create_branch(
-    body: BranchCreate, admin: AdminUser, conn: Conn, now: Now
+    body: BranchCreate, admin: AdminUser, conn: Conn, publisher: PublisherDep, now: Now
 ) -> BranchAdminOut:
     """Add a branch (IANA time zone, default UTC; a bad zone is 422)."""
-    return await admin_service.create_branch(conn, actor=admin, data=body, now=now)
+    return await admin_service.create_branch(conn, publisher, actor=admin, data=body, now=now)
 
 
 @router.post(

@@ -9,6 +9,7 @@ from app.db import reservations as reservations_db
 from app.db import seats as seats_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
+from app.db.transactions import retry_deadlocks
 from app.errors import InvalidInterval, NotFound
 from app.models import (
     NotificationType,
@@ -18,6 +19,7 @@ from app.models import (
     TokenUser,
     WaitlistStatus,
 )
+from app.realtime.events import Changes
 from app.realtime.publisher import Publisher
 from app.schemas.admin import (
     AdminReservationQuery,
@@ -45,11 +47,17 @@ CLOSED_REASONS = {
 
 
 async def create_branch(
-    conn: Connection, *, actor: TokenUser, data: BranchCreate, now: datetime
+    conn: Connection,
+    publisher: Publisher,
+    *,
+    actor: TokenUser,
+    data: BranchCreate,
+    now: datetime,
 ) -> BranchAdminOut:
     async with conn.transaction():
         branch = await admin_db.insert_branch(conn, name=data.name, timezone=data.timezone, now=now)
         await _audit(conn, actor, "branch.create", "branch", branch["id"], None, branch, now)
+    await publisher.publish(Changes(branches={data.name}))  # GET /branches lists it at once
     return BranchAdminOut.model_validate(branch)
 
 
@@ -88,35 +96,57 @@ async def update_seat(
 ) -> SeatOut:
     """Edit a seat. Closing it (MAINTENANCE/CLOSED) cancels what it holds from now on and
     withdraws its offers; reopening it offers it to the waitlist. One transaction."""
-    outbox = Outbox()
-    async with conn.transaction():
-        before = await admin_db.lock_seat(conn, seat_id)
-        if before is None:
-            raise NotFound("No such seat")
-        changes = patch.model_dump(exclude_unset=True, exclude_none=True)
-        after = await admin_db.update_seat(conn, seat_id, {**before, **changes}, now=now)
-        old_status, new_status = SeatStatus(before["status"]), SeatStatus(after["status"])
-        if old_status is SeatStatus.ACTIVE and new_status is not SeatStatus.ACTIVE:
-            await _close(conn, outbox, seat_id, reason=CLOSED_REASONS[new_status], now=now)
-        elif old_status is not SeatStatus.ACTIVE and new_status is SeatStatus.ACTIVE:
-            await waitlist_service.offer_released(
-                conn,
-                settings,
-                outbox,
-                seat_id=seat_id,
-                branch_id=after["branch_id"],
-                branch=after["branch"],
-                start=now,
-                end=now + settings.booking_horizon + settings.max_reservation,
-                now=now,
-            )
-        outbox.changes.branches.add(after["branch"])
-        outbox.changes.seats_now.add(seat_id)
-        await _audit(conn, actor, "seat.update", "seat", seat_id, before, after, now)
-        published = await outbox.flush(conn, now=now)
-        state = next(s for s in published.seat_states if s.seat_id == seat_id)
-    await publisher.publish(published)
-    return SeatOut.model_validate({**after, "available": state.available})
+    edits = patch.model_dump(exclude_unset=True, exclude_none=True)
+
+    async def attempt() -> tuple[dict[str, Any], bool, Changes]:
+        outbox = Outbox()
+        async with conn.transaction():
+            before = await admin_db.lock_seat(conn, seat_id)
+            if before is None:
+                raise NotFound("No such seat")
+            if not edits:  # nothing to change, nothing to audit
+                outbox.changes.seats_now.add(seat_id)
+                changes = await outbox.flush(conn, now=now)
+                return before, changes.seat_states[0].available, Changes()
+            after = await admin_db.update_seat(conn, seat_id, {**before, **edits}, now=now)
+            await _status_changed(conn, settings, outbox, before, after, now=now)
+            outbox.changes.branches.add(after["branch"])
+            outbox.changes.seats_now.add(seat_id)
+            await _audit(conn, actor, "seat.update", "seat", seat_id, before, after, now)
+            changes = await outbox.flush(conn, now=now)
+            state = next(s for s in changes.seat_states if s.seat_id == seat_id)
+            return after, state.available, changes
+
+    seat, available, changes = await retry_deadlocks(attempt)
+    await publisher.publish(changes)
+    return SeatOut.model_validate({**seat, "available": available})
+
+
+async def _status_changed(
+    conn: Connection,
+    settings: Settings,
+    outbox: Outbox,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    now: datetime,
+) -> None:
+    old_status, new_status = SeatStatus(before["status"]), SeatStatus(after["status"])
+    if old_status is SeatStatus.ACTIVE and new_status is not SeatStatus.ACTIVE:
+        await _close(conn, outbox, after["id"], reason=CLOSED_REASONS[new_status], now=now)
+    elif old_status is not SeatStatus.ACTIVE and new_status is SeatStatus.ACTIVE:
+        # Reopened: every waiting interval from now on may fit.
+        await waitlist_service.offer_released(
+            conn,
+            settings,
+            outbox,
+            seat_id=after["id"],
+            branch_id=after["branch_id"],
+            branch=after["branch"],
+            start=now,
+            end=now + settings.booking_horizon + settings.max_reservation,
+            now=now,
+        )
 
 
 async def _close(

@@ -11,6 +11,7 @@ from app.db import reservations as reservations_db
 from app.db import users as users_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
+from app.db.transactions import retry_deadlocks
 from app.errors import (
     CheckinWindow,
     InvalidState,
@@ -199,19 +200,22 @@ async def check_out(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    outbox = Outbox()
-    async with conn.transaction():
-        result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
-        if result is None:
-            current = await _own(conn, user.id, reservation_id)
-            if current.status != ReservationStatus.CHECKED_IN:
-                raise InvalidState(f"Cannot check out of a {current.status} reservation")
-            raise InvalidState("The reservation has not started yet")
-        reservation, booked_until = result
-        # The rest of the slot, [now, booked_until), goes to the waitlist.
-        freed = reservation.model_copy(update={"end_time": booked_until})
-        await waitlist_service.release(conn, settings, outbox, freed, now=now)
-        changes = await outbox.flush(conn, now=now)
+    async def attempt() -> tuple[Reservation, Changes]:
+        outbox = Outbox()
+        async with conn.transaction():
+            result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
+            if result is None:
+                current = await _own(conn, user.id, reservation_id)
+                if current.status != ReservationStatus.CHECKED_IN:
+                    raise InvalidState(f"Cannot check out of a {current.status} reservation")
+                raise InvalidState("The reservation has not started yet")
+            reservation, booked_until = result
+            # The rest of the slot, [now, booked_until), goes to the waitlist.
+            freed = reservation.model_copy(update={"end_time": booked_until})
+            await waitlist_service.release(conn, settings, outbox, freed, now=now)
+            return reservation, await outbox.flush(conn, now=now)
+
+    reservation, changes = await retry_deadlocks(attempt)
     await publisher.publish(changes)
     return to_out(reservation, settings)
 
@@ -225,27 +229,30 @@ async def cancel(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    outbox = Outbox()
-    async with conn.transaction():
-        reservation = await reservations_db.cancel(
-            conn,
-            reservation_id,
-            user_id=user.id,
-            now=now,
-            grace=settings.grace,
-            reason=SELF_CANCEL_REASON,
-        )
-        if reservation is None:
-            current = await _own(conn, user.id, reservation_id)
-            if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
-                raise InvalidState(f"Cannot cancel a {current.status} reservation")
-            raise InvalidState("The check-in deadline has passed: it counts as a no-show")
-        # Declining an offer closes its waitlist entry too.
-        await waitlist_db.settle_offer(
-            conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now
-        )
-        await waitlist_service.release(conn, settings, outbox, reservation, now=now)
-        changes = await outbox.flush(conn, now=now)
+    async def attempt() -> tuple[Reservation, Changes]:
+        outbox = Outbox()
+        async with conn.transaction():
+            reservation = await reservations_db.cancel(
+                conn,
+                reservation_id,
+                user_id=user.id,
+                now=now,
+                grace=settings.grace,
+                reason=SELF_CANCEL_REASON,
+            )
+            if reservation is None:
+                current = await _own(conn, user.id, reservation_id)
+                if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
+                    raise InvalidState(f"Cannot cancel a {current.status} reservation")
+                raise InvalidState("The check-in deadline has passed: it counts as a no-show")
+            # Declining an offer closes its waitlist entry too.
+            await waitlist_db.settle_offer(
+                conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now
+            )
+            await waitlist_service.release(conn, settings, outbox, reservation, now=now)
+            return reservation, await outbox.flush(conn, now=now)
+
+    reservation, changes = await retry_deadlocks(attempt)
     await publisher.publish(changes)
     return to_out(reservation, settings)
 

@@ -11,8 +11,10 @@ from app.db import reservations as reservations_db
 from app.db import seats as seats_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
+from app.db.transactions import retry_deadlocks
 from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Suspended
 from app.models import NotificationType, Reservation, WaitlistEntry, WaitlistStatus
+from app.realtime.events import Changes
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
 from app.services import fair_use, rules
@@ -75,19 +77,23 @@ async def leave(
     now: datetime,
 ) -> WaitlistEntry:
     """WAITING or OFFERED -> CANCELLED; a pending offer is withdrawn and passed on."""
-    outbox = Outbox()
-    async with conn.transaction():
-        entry = await waitlist_db.cancel(conn, entry_id, user_id=user_id, now=now)
-        if entry is None:
-            current = await _own(conn, user_id, entry_id)
-            raise InvalidState(f"Cannot leave a {current.status} waitlist entry")
-        if entry.reservation_id is not None:
-            held = await reservations_db.cancel_held(
-                conn, entry.reservation_id, now=now, reason=DECLINED_REASON
-            )
-            if held is not None:
-                await release(conn, settings, outbox, held, now=now)
-        changes = await outbox.flush(conn, now=now)
+
+    async def attempt() -> tuple[WaitlistEntry, Changes]:
+        outbox = Outbox()
+        async with conn.transaction():
+            entry = await waitlist_db.cancel(conn, entry_id, user_id=user_id, now=now)
+            if entry is None:
+                current = await _own(conn, user_id, entry_id)
+                raise InvalidState(f"Cannot leave a {current.status} waitlist entry")
+            if entry.reservation_id is not None:
+                held = await reservations_db.cancel_held(
+                    conn, entry.reservation_id, now=now, reason=DECLINED_REASON
+                )
+                if held is not None:
+                    await release(conn, settings, outbox, held, now=now)
+            return entry, await outbox.flush(conn, now=now)
+
+    entry, changes = await retry_deadlocks(attempt)
     await publisher.publish(changes)
     return entry
 
@@ -102,22 +108,26 @@ async def claim(
     now: datetime,
 ) -> tuple[WaitlistEntry, Reservation]:
     """OFFERED (deadline not passed) -> CLAIMED, its HELD reservation -> CONFIRMED."""
-    outbox = Outbox()
-    async with conn.transaction():
-        entry = await waitlist_db.claim(conn, entry_id, user_id=user_id, now=now)
-        if entry is None:
-            current = await _own(conn, user_id, entry_id)
-            if current.status == WaitlistStatus.OFFERED:
+
+    async def attempt() -> tuple[tuple[WaitlistEntry, Reservation], Changes]:
+        outbox = Outbox()
+        async with conn.transaction():
+            entry = await waitlist_db.claim(conn, entry_id, user_id=user_id, now=now)
+            if entry is None:
+                current = await _own(conn, user_id, entry_id)
+                if current.status == WaitlistStatus.OFFERED:
+                    raise OfferExpired()
+                if current.status == WaitlistStatus.EXPIRED:
+                    raise OfferExpired("The offer expired and went to the next in line")
+                raise InvalidState(f"Cannot claim a {current.status} waitlist entry")
+            assert entry.reservation_id is not None  # a CHECK holds OFFERED entries to it
+            reservation = await reservations_db.confirm_held(conn, entry.reservation_id, now=now)
+            if reservation is None:  # the HELD row was withdrawn in the same instant
                 raise OfferExpired()
-            if current.status == WaitlistStatus.EXPIRED:
-                raise OfferExpired("The offer expired and went to the next in line")
-            raise InvalidState(f"Cannot claim a {current.status} waitlist entry")
-        assert entry.reservation_id is not None  # a CHECK holds OFFERED entries to it
-        reservation = await reservations_db.confirm_held(conn, entry.reservation_id, now=now)
-        if reservation is None:  # the HELD row was withdrawn in the same instant
-            raise OfferExpired()
-        outbox.changes.branches.add(reservation.branch)
-        changes = await outbox.flush(conn, now=now)
+            outbox.changes.branches.add(reservation.branch)
+            return (entry, reservation), await outbox.flush(conn, now=now)
+
+    (entry, reservation), changes = await retry_deadlocks(attempt)
     await publisher.publish(changes)
     return entry, reservation
 
