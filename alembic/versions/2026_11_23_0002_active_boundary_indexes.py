@@ -22,8 +22,12 @@ _ACTIVE = "status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')"
 
 
 def upgrade() -> None:
-    op.execute(f"CREATE INDEX reservations_active_start_idx ON reservations (start_time) WHERE {_ACTIVE}")
-    op.execute(f"CREATE INDEX reservations_active_end_idx ON reservations (end_time) WHERE {_ACTIVE}")
+    op.execute(
+        f"CREATE INDEX reservations_active_start_idx ON reservations (start_time) WHERE {_ACTIVE}"
+    )
+    op.execute(
+        f"CREATE INDEX reservations_active_end_idx ON reservations (end_time) WHERE {_ACTIVE}"
+    )
 
 
 def downgrade() -> None:
