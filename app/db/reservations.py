@@ -54,6 +54,11 @@ _INSERT = f"""
         INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
                                   created_at, updated_at)
         SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s
+        -- $6: refuse (insert nothing) when the user has a no-show since then, so that
+        -- the caller can look closer (fair use); NULL: no such guard.
+        WHERE $6::timestamptz IS NULL OR NOT EXISTS (
+            SELECT 1 FROM reservations n
+            WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6)
         RETURNING *
     )
     SELECT {COLUMNS} FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
@@ -150,18 +155,27 @@ async def booking_context(
 
 
 async def insert(
-    conn: Connection, *, user_id: int, seat_id: int, start: datetime, end: datetime, now: datetime
+    conn: Connection,
+    *,
+    user_id: int,
+    seat_id: int,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    unless_no_shows_since: datetime | None,
 ) -> Reservation | None:
-    """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE.
+    """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE, or the
+    user has a no-show after ``unless_no_shows_since`` (when given).
 
     Overlaps raise SeatConflict / UserOverlap (from the constraint that fired)."""
+    args = (user_id, seat_id, start, end, now, unless_no_shows_since)
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
         try:
             if conn.is_in_transaction():
                 async with conn.transaction():  # a savepoint: a failure leaves the caller's
-                    row = await conn.fetchrow(_INSERT, user_id, seat_id, start, end, now)
+                    row = await conn.fetchrow(_INSERT, *args)
             else:
-                row = await conn.fetchrow(_INSERT, user_id, seat_id, start, end, now)
+                row = await conn.fetchrow(_INSERT, *args)
         except asyncpg.ExclusionViolationError as exc:
             raise error_for_constraint(exc) from exc
         except asyncpg.DeadlockDetectedError as exc:

@@ -64,10 +64,31 @@ def check_booking_rules(data: ReservationCreate, settings: Settings, now: dateti
 async def book(
     conn: Connection, settings: Settings, *, user_id: int, data: ReservationCreate, now: datetime
 ) -> Reservation:
-    """Insert a CONFIRMED reservation; the exclusion constraints decide every race."""
+    """Insert a CONFIRMED reservation; the exclusion constraints decide every race.
+
+    One round trip in the common case: the insert itself checks that the seat is ACTIVE
+    and that the user has no recent no-show. Only when it inserts nothing do we look
+    closer (missing seat, closed seat, fair use) and, if the no-shows don't amount to a
+    suspension, insert without that guard."""
     check_booking_rules(data, settings, now)
+    no_shows_after = now - fair_use.lookback(settings)
+
+    async def insert(unless_no_shows_since: datetime | None) -> Reservation | None:
+        return await reservations_db.insert(
+            conn,
+            user_id=user_id,
+            seat_id=data.seat_id,
+            start=data.start_time,
+            end=data.end_time,
+            now=now,
+            unless_no_shows_since=unless_no_shows_since,
+        )
+
+    reservation = await insert(no_shows_after)
+    if reservation is not None:
+        return reservation
     context = await reservations_db.booking_context(
-        conn, data.seat_id, user_id, no_shows_after=now - fair_use.lookback(settings), now=now
+        conn, data.seat_id, user_id, no_shows_after=no_shows_after, now=now
     )
     if context is None:
         raise NotFound("No such seat")
@@ -76,14 +97,7 @@ async def book(
         raise Suspended(suspended_until)
     if context.seat_status != SeatStatus.ACTIVE:
         raise SeatUnavailable(f"The seat is {context.seat_status}, not open for booking")
-    reservation = await reservations_db.insert(
-        conn,
-        user_id=user_id,
-        seat_id=data.seat_id,
-        start=data.start_time,
-        end=data.end_time,
-        now=now,
-    )
+    reservation = await insert(None)
     if reservation is None:  # staff closed the seat a moment ago
         raise SeatUnavailable("The seat is not open for booking")
     return reservation
