@@ -26,16 +26,29 @@ _SEAT_AVAILABLE = f"""
           AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)
 """
 
+# The seats taken during $1, found once through reservations_active_range_idx.
+_BUSY_SEATS = f"""
+    busy AS MATERIALIZED (
+        SELECT DISTINCT r.seat_id FROM reservations r
+        WHERE {_ACTIVE} AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)
+"""
+_FILTERS = """
+    ($2::text IS NULL OR b.name = $2)
+    AND ($3::text IS NULL OR s.area = $3)
+    AND ($4::boolean IS NULL OR s.has_power = $4)
+    AND ($5::boolean IS NULL OR s.has_monitor = $5)
+    AND ($6::text IS NULL OR s.status = $6)
+"""
+_AVAILABLE_IN_BUSY = (
+    "(s.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.seat_id = s.id))"
+)
+
 _LIST = f"""
-    WITH matching AS (
+    WITH {_BUSY_SEATS}, matching AS (
         SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
-               {_SEAT_AVAILABLE} AS available
+               {_AVAILABLE_IN_BUSY} AS available
         FROM seats s JOIN branches b ON b.id = s.branch_id
-        WHERE ($2::text IS NULL OR b.name = $2)
-          AND ($3::text IS NULL OR s.area = $3)
-          AND ($4::boolean IS NULL OR s.has_power = $4)
-          AND ($5::boolean IS NULL OR s.has_monitor = $5)
-          AND ($6::text IS NULL OR s.status = $6)
+        WHERE {_FILTERS}
     )
     SELECT *, count(*) OVER () AS total FROM matching
     WHERE NOT $7::boolean OR available
@@ -44,13 +57,9 @@ _LIST = f"""
 """
 
 _COUNT = f"""
+    WITH {_BUSY_SEATS}
     SELECT count(*) FROM seats s JOIN branches b ON b.id = s.branch_id
-    WHERE ($2::text IS NULL OR b.name = $2)
-      AND ($3::text IS NULL OR s.area = $3)
-      AND ($4::boolean IS NULL OR s.has_power = $4)
-      AND ($5::boolean IS NULL OR s.has_monitor = $5)
-      AND ($6::text IS NULL OR s.status = $6)
-      AND (NOT $7::boolean OR {_SEAT_AVAILABLE})
+    WHERE {_FILTERS} AND (NOT $7::boolean OR {_AVAILABLE_IN_BUSY})
 """
 
 _GET = f"""
