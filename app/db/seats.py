@@ -56,6 +56,19 @@ _LIST = f"""
     LIMIT $8 OFFSET $9
 """
 
+# The same page as the SeatList JSON body, built by PostgreSQL: the hot listing path
+# then decodes no rows and validates no models in Python.
+_LIST_JSON = f"""
+    WITH page AS ({_LIST})
+    SELECT json_build_object(
+        'items', coalesce(json_agg(json_build_object(
+            'id', id, 'branch', branch, 'area', area, 'label', label, 'has_power', has_power,
+            'has_monitor', has_monitor, 'status', status, 'available', available) ORDER BY id),
+            '[]'::json),
+        'total', coalesce(max(total), 0))::text
+    FROM page
+"""
+
 _COUNT = f"""
     WITH {_BUSY_SEATS}
     SELECT count(*) FROM seats s JOIN branches b ON b.id = s.branch_id
@@ -133,17 +146,16 @@ def _filter_args(when: Range[datetime], f: SeatFilter) -> tuple[object, ...]:
     return (when, f.branch, f.area, f.has_power, f.has_monitor, status, f.available_only)
 
 
-async def list_seats(
+async def list_seats_json(
     conn: Connection, when: Range[datetime], f: SeatFilter, *, limit: int, offset: int
-) -> tuple[list[dict[str, object]], int]:
-    """One page of seats with ``available`` for ``when``, and the total matching."""
+) -> bytes:
+    """One page as the JSON body ``{"items": [...], "total": N}``."""
     args = _filter_args(when, f)
-    rows = await conn.fetch(_LIST, *args, limit, offset)
-    if rows:
-        total: int = rows[0]["total"]
-    else:  # past the last page: the window count has no row to ride on
-        total = await conn.fetchval(_COUNT, *args) if offset else 0
-    return [{k: v for k, v in row.items() if k != "total"} for row in rows], total
+    body: str = await conn.fetchval(_LIST_JSON, *args, limit, offset)
+    if offset and body.endswith('"total" : 0}'):  # past the last page: count without it
+        total = await conn.fetchval(_COUNT, *args)
+        body = body.removesuffix("0}") + f"{total}}}"
+    return body.encode()
 
 
 async def get_seat(

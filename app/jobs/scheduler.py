@@ -9,6 +9,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from app import metrics
 from app.db.pool import Pool
 from app.jobs import sweeps
 from app.realtime.publisher import Publisher
@@ -24,8 +25,13 @@ async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings) -> No
     try:
         result = await sweeps.run_all(pool, publisher, settings, now=utcnow())
     except Exception:
+        metrics.SWEEP_RUNS.labels("failed").inc()
         log.exception("sweep failed; retrying at the next tick")
         return
+    metrics.SWEEP_RUNS.labels("ok").inc()
+    metrics.SWEEP_ROWS.labels("no_show").inc(result.no_shows)
+    metrics.SWEEP_ROWS.labels("completed").inc(result.completed)
+    metrics.SWEEP_ROWS.labels("expired_offer").inc(result.expired_offers)
     if result.no_shows or result.completed or result.expired_offers:
         log.info(
             "sweep: %d no-shows, %d completed, %d offers expired",

@@ -5,10 +5,11 @@ import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from app import metrics
 from app.deps import app_state
 from app.errors import DATABASE_DOWN_ERRORS
 
@@ -69,3 +70,14 @@ async def _redis_state(request: Request) -> DependencyState:
     except (RedisError, OSError, TimeoutError):
         return "down"
     return "up"
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def prometheus_metrics() -> Response:
+    """Prometheus metrics of this process: requests by route and status, latency, pool
+    use, live streams, sweeps, cache hits. Expose it to the monitoring network only."""
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

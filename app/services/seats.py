@@ -15,8 +15,6 @@ from app.schemas.seats import (
     BranchOut,
     Interval,
     SeatDetailOut,
-    SeatList,
-    SeatOut,
     SeatQuery,
 )
 
@@ -44,9 +42,8 @@ async def list_seats(
     if lookup.body is not None:
         return lookup.body
     async with pool.acquire() as conn:
-        listing = await _list_seats(conn, query, asked)
+        body = await _list_seats(conn, query, asked)
         valid_until = await _valid_until(conn, lookup, about_now=query.start_time is None, now=now)
-    body = listing.model_dump_json().encode()
     if slot.storable_for(query.branch):
         await cache.store(lookup, body, now=now, valid_until=valid_until)
     return body
@@ -68,9 +65,7 @@ async def _valid_until(
     return await seats_db.next_availability_change(conn, now)
 
 
-async def _list_seats(
-    conn: Connection, query: SeatQuery, asked: seats_db.Range[datetime]
-) -> SeatList:
+async def _list_seats(conn: Connection, query: SeatQuery, asked: seats_db.Range[datetime]) -> bytes:
     seat_filter = seats_db.SeatFilter(
         branch=query.branch,
         area=query.area,
@@ -79,10 +74,9 @@ async def _list_seats(
         status=query.status,
         available_only=query.available_only,
     )
-    rows, total = await seats_db.list_seats(
+    return await seats_db.list_seats_json(
         conn, asked, seat_filter, limit=query.limit, offset=query.offset
     )
-    return SeatList(items=[SeatOut.model_validate(row) for row in rows], total=total)
 
 
 async def seat_day(
