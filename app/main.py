@@ -1,5 +1,6 @@
 """The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn app.main:app``."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -107,7 +108,10 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
             settings.REDIS_URL,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
-            health_check_interval=30,
+            # No PING before commands on idle connections: it cost ~6 % of a cached
+            # listing; a dead connection fails the command instead, and the cache and
+            # the broker fall back on their own.
+            health_check_interval=0,
         )
         stack.push_async_callback(redis.aclose)
 
@@ -122,6 +126,11 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
     if settings.SCHEDULER_ENABLED:
         scheduler = start_scheduler(pool, publisher, settings)
         stack.callback(scheduler.shutdown, wait=False)
+
+    # Everything built so far lives as long as the process: keep the garbage collector
+    # from walking it again in every full collection (shorter pauses, lower p99).
+    gc.collect()
+    gc.freeze()
 
     return AppState(
         settings=settings,
