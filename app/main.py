@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from app import metrics
+from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

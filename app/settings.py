@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     DB_POOL_MAX_SIZE: int = Field(20, ge=1)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_FORMAT: Literal["json", "text"] = "json"
+    # Largest request body accepted (the API takes small JSON documents); larger is 413.
+    MAX_BODY_BYTES: int = Field(65536, ge=1024)
     # Longest a shutdown waits for requests in flight (SSE streams are told to go at once).
     SHUTDOWN_GRACE_SECONDS: float = Field(10, ge=0)
 

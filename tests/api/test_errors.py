@@ -3,7 +3,7 @@ a request id on every response, and nothing internal in a 500."""
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -210,3 +210,45 @@ async def test_rate_limited_error_sets_retry_after(make_client: ClientFactory) -
     response = await client.get("/test/limited")
     assert response.json()["code"] == "rate_limited"
     assert response.headers["Retry-After"] == "17"
+
+
+async def test_a_body_over_the_limit_is_413_json_before_it_is_read(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(MAX_BODY_BYTES=2048)
+    body = b'{"student_id": "S1", "name": "' + b"x" * 4096 + b'", "password": "12345678"}'
+
+    response = await client.post(
+        "/auth/register", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_a_chunked_body_over_the_limit_is_413_json(make_client: ClientFactory) -> None:
+    client = await make_client(MAX_BODY_BYTES=2048)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"student_id": "S1", "name": "'
+        for _ in range(10):
+            yield b"x" * 1024
+        yield b'", "password": "12345678"}'
+
+    response = await client.post(
+        "/auth/register", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_a_body_under_the_limit_is_served(make_client: ClientFactory) -> None:
+    client = await make_client(MAX_BODY_BYTES=2048)
+
+    response = await client.post(
+        "/auth/register",
+        json={"student_id": "S1000009", "name": "Ada", "password": "correct horse"},
+    )
+
+    assert response.status_code == 201
