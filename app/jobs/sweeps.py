@@ -6,13 +6,14 @@ together; the changes are published after COMMIT. Any number of instances may
 sweep at the same moment: each row changes once and notifies once.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from app.db import idempotency as idempotency_db
 from app.db import sweeps as sweeps_db
 from app.db import waitlist as waitlist_db
-from app.db.pool import Pool
+from app.db.pool import Connection, Pool
 from app.db.transactions import retry_deadlocks
 from app.models import NotificationType, Reservation, WaitlistStatus
 from app.realtime.events import Changes
@@ -32,29 +33,20 @@ class SweepResult:
     idempotency_keys_removed: int = 0
 
 
-async def mark_no_shows(
-    pool: Pool, publisher: Publisher, settings: Settings, *, now: datetime
-) -> int:
-    """CONFIRMED with no check-in past start + GRACE_MINUTES -> NO_SHOW; the rest of the
-    slot goes to the waitlist; the owner is told."""
+# One batch's work inside its transaction: change rows, note what follows from them.
+Step = Callable[[Connection, Outbox], Awaitable[list[Reservation]]]
+
+
+async def _in_batches(pool: Pool, publisher: Publisher, step: Step, *, now: datetime) -> int:
+    """Run ``step`` in transactions of at most BATCH rows until it finds fewer; publish
+    each batch's changes after its COMMIT. The number of rows changed."""
     total = 0
     while True:
 
         async def batch() -> tuple[list[Reservation], Changes]:
             outbox = Outbox()
             async with pool.acquire() as conn, conn.transaction():
-                rows = await sweeps_db.mark_no_shows(
-                    conn, now=now, grace=settings.grace, batch=BATCH
-                )
-                for r in rows:
-                    outbox.notify(
-                        r.user_id,
-                        NotificationType.RESERVATION_NO_SHOW,
-                        reservation_id=r.id,
-                        seat_id=r.seat_id,
-                        start_time=r.start_time,
-                    )
-                    await waitlist_service.release(conn, settings, outbox, r, now=now)
+                rows = await step(conn, outbox)
                 return rows, await outbox.flush(conn, now=now)
 
         rows, changes = await retry_deadlocks(batch)
@@ -62,29 +54,43 @@ async def mark_no_shows(
         total += len(rows)
         if len(rows) < BATCH:
             return total
+
+
+async def mark_no_shows(
+    pool: Pool, publisher: Publisher, settings: Settings, *, now: datetime
+) -> int:
+    """CONFIRMED with no check-in past start + GRACE_MINUTES -> NO_SHOW; the rest of the
+    slot goes to the waitlist; the owner is told."""
+
+    async def step(conn: Connection, outbox: Outbox) -> list[Reservation]:
+        rows = await sweeps_db.mark_no_shows(conn, now=now, grace=settings.grace, batch=BATCH)
+        for r in rows:
+            outbox.notify(
+                r.user_id,
+                NotificationType.RESERVATION_NO_SHOW,
+                reservation_id=r.id,
+                seat_id=r.seat_id,
+                start_time=r.start_time,
+            )
+            await waitlist_service.release(conn, settings, outbox, r, now=now)
+        return rows
+
+    return await _in_batches(pool, publisher, step, now=now)
 
 
 async def complete_checked_in(
     pool: Pool, publisher: Publisher, settings: Settings, *, now: datetime
 ) -> int:
     """CHECKED_IN past end_time -> COMPLETED (nothing is released: the time is over)."""
-    total = 0
-    while True:
 
-        async def batch() -> tuple[list[Reservation], Changes]:
-            outbox = Outbox()
-            async with pool.acquire() as conn, conn.transaction():
-                rows = await sweeps_db.complete_checked_in(conn, now=now, batch=BATCH)
-                for r in rows:
-                    outbox.changes.branches.add(r.branch)
-                    outbox.changes.seats_now.add(r.seat_id)
-                return rows, await outbox.flush(conn, now=now)
+    async def step(conn: Connection, outbox: Outbox) -> list[Reservation]:
+        rows = await sweeps_db.complete_checked_in(conn, now=now, batch=BATCH)
+        for r in rows:
+            outbox.changes.branches.add(r.branch)
+            outbox.changes.seats_now.add(r.seat_id)
+        return rows
 
-        rows, changes = await retry_deadlocks(batch)
-        await publisher.publish(changes)
-        total += len(rows)
-        if len(rows) < BATCH:
-            return total
+    return await _in_batches(pool, publisher, step, now=now)
 
 
 async def expire_offers(
@@ -92,35 +98,27 @@ async def expire_offers(
 ) -> int:
     """HELD offers past their deadline -> CANCELLED, the entry EXPIRED (its owner told),
     and the time offered to the next in line."""
-    total = 0
-    while True:
 
-        async def batch() -> tuple[list[Reservation], Changes]:
-            outbox = Outbox()
-            async with pool.acquire() as conn, conn.transaction():
-                rows = await sweeps_db.cancel_expired_offers(
-                    conn, now=now, reason=waitlist_service.EXPIRED_REASON, batch=BATCH
+    async def step(conn: Connection, outbox: Outbox) -> list[Reservation]:
+        rows = await sweeps_db.cancel_expired_offers(
+            conn, now=now, reason=waitlist_service.EXPIRED_REASON, batch=BATCH
+        )
+        for r in rows:
+            entry = await waitlist_db.settle_offer(
+                conn, r.id, status=WaitlistStatus.EXPIRED, now=now
+            )
+            if entry is not None:
+                outbox.notify(
+                    r.user_id,
+                    NotificationType.WAITLIST_EXPIRED,
+                    entry_id=entry["id"],
+                    reservation_id=r.id,
+                    seat_id=r.seat_id,
                 )
-                for r in rows:
-                    entry = await waitlist_db.settle_offer(
-                        conn, r.id, status=WaitlistStatus.EXPIRED, now=now
-                    )
-                    if entry is not None:
-                        outbox.notify(
-                            r.user_id,
-                            NotificationType.WAITLIST_EXPIRED,
-                            entry_id=entry["id"],
-                            reservation_id=r.id,
-                            seat_id=r.seat_id,
-                        )
-                    await waitlist_service.release(conn, settings, outbox, r, now=now)
-                return rows, await outbox.flush(conn, now=now)
+            await waitlist_service.release(conn, settings, outbox, r, now=now)
+        return rows
 
-        rows, changes = await retry_deadlocks(batch)
-        await publisher.publish(changes)
-        total += len(rows)
-        if len(rows) < BATCH:
-            return total
+    return await _in_batches(pool, publisher, step, now=now)
 
 
 async def forget_idempotency_keys(pool: Pool, *, now: datetime) -> int:
