@@ -297,6 +297,9 @@ class Server:
         ]
         return kids or [self.proc.pid]
 
+    def cpu_pids(self) -> list[int]:
+        return [self.proc.pid]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             # The server leads its own process group (start_new_session): signal that group,
@@ -308,6 +311,45 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log_file.close()
+
+
+class ClusterServer:
+    """``--instances N``: N single-worker instances behind nginx (loadtest/cluster.py),
+    measured through nginx; the same interface as Server."""
+
+    def __init__(self, *, instances: int, database_url: str, redis: bool, name: str,
+                 extra_env: dict[str, str]) -> None:  # fmt: skip
+        import cluster
+
+        self._cluster_module = cluster
+        self.directory = RUNS / f"{name}.cluster"
+        env = {
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": JWT_SECRET,
+            "DLSMS_ENV": "production",
+            "SCHEDULER_ENABLED": "false",
+            "LOG_LEVEL": "WARNING",
+            "REDIS_URL": REDIS_URL if redis else "",
+            **extra_env,
+        }
+        self.cluster = cluster.start(instances, directory=self.directory, env=env)
+        self.base = self.cluster.url
+        self.proc = subprocess.Popen(["true"])  # a stand-in for the log lines
+        self.proc.wait()
+        self.log_path = self.directory / "app0.log"
+
+    def wait_ready(self) -> None:
+        pass  # cluster.start waits for every instance and for nginx
+
+    def worker_pids(self) -> list[int]:
+        return list(self.cluster.app_pids)
+
+    def cpu_pids(self) -> list[int]:
+        nginx = self.directory / "nginx.pid"
+        return [*self.cluster.app_pids, *([int(nginx.read_text())] if nginx.exists() else [])]
+
+    def stop(self) -> None:
+        self._cluster_module.stop(self.directory)
 
 
 def http(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
@@ -328,7 +370,7 @@ def http(method: str, url: str, token: str, body: dict[str, Any] | None = None) 
         return e.code, e.read().decode()
 
 
-def cpu_snapshot(server_pid: int, db: str) -> dict[str, float]:
+def cpu_snapshot(server_pids: list[int], db: str) -> dict[str, float]:
     """CPU seconds so far of the server (all its processes), PostgreSQL and Redis.
 
     PostgreSQL counts the backends connected to the bench database plus the shared
@@ -336,7 +378,9 @@ def cpu_snapshot(server_pid: int, db: str) -> dict[str, float]:
     import psutil
 
     totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
-    server = {server_pid} | {c.pid for c in psutil.Process(server_pid).children(recursive=True)}
+    server = set(server_pids) | {
+        c.pid for pid in server_pids for c in psutil.Process(pid).children(recursive=True)
+    }
     ours = re.compile(rf"^postgres: (\S+: )?(.* {re.escape(db)}( |$)|[a-z ]+$)")
     for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
         name, times = p.info["name"] or "", p.info["cpu_times"]
@@ -532,14 +576,25 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
     name = f"{stamp}-{scenario}-w{workers}"
     RUNS.mkdir(exist_ok=True)
     extra_env = dict(kv.split("=", 1) for kv in args.env)
-    server = Server(
-        database_url=url,
-        workers=workers,
-        redis=redis,
-        log_path=RUNS / f"{name}.server.log",
-        extra_env=extra_env,
-        app=CALIBRATION_APPS.get(scenario, "app.main:app"),
-    )
+    server: Server | ClusterServer
+    if args.instances:
+        name = f"{stamp}-{scenario}-n{args.instances}"
+        server = ClusterServer(
+            instances=args.instances,
+            database_url=url,
+            redis=redis,
+            name=name,
+            extra_env=extra_env,
+        )
+    else:
+        server = Server(
+            database_url=url,
+            workers=workers,
+            redis=redis,
+            log_path=RUNS / f"{name}.server.log",
+            extra_env=extra_env,
+            app=CALIBRATION_APPS.get(scenario, "app.main:app"),
+        )
     log(
         f"{scenario}, {workers} worker(s): server pid {server.proc.pid} on {server.base}"
         f"{' with REDIS_URL=' + REDIS_URL if redis else ' (no REDIS_URL)'}"
@@ -602,7 +657,7 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
                 secs = max(args.duration - 4, 3)
                 profilers.append(start_profiler(pid, secs, f"{name}-pid{i}"))
                 profilers.append(start_profiler_raw(pid, secs, f"{name}-pid{i}"))
-        cpu_before = cpu_snapshot(server.proc.pid, args.db)
+        cpu_before = cpu_snapshot(server.cpu_pids(), args.db)
         result = wrk(
             server.base,
             script,
@@ -612,7 +667,7 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
             **common,
         )
         secs = int(result["duration_us"]) / 1e6
-        result["cpu_cores"] = cpu_used(cpu_before, cpu_snapshot(server.proc.pid, args.db), secs)
+        result["cpu_cores"] = cpu_used(cpu_before, cpu_snapshot(server.cpu_pids(), args.db), secs)
         result["cpu_cores"]["wrk"] = round(float(result["wrk_cpu_s"]) / secs, 2)
         result["cpu_cores"]["others"] = round(
             max(result["cpu_cores"]["others"] - result["cpu_cores"]["wrk"], 0.0), 2
@@ -668,6 +723,7 @@ def summarize(
     s: dict[str, Any] = {
         "scenario": scenario,
         "workers": workers,
+        "instances_behind_nginx": args.instances,
         "connections": args.connections,
         "wrk_threads": args.threads,
         "duration_s": round(secs, 2),
@@ -753,6 +809,13 @@ def main(argv: list[str] | None = None) -> None:
         "--profile",
         action="store_true",
         help="py-spy record every worker during the run (loadtest/profiles/)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=0,
+        help="N single-worker instances behind nginx (loadtest/cluster.py) instead of one "
+        "uvicorn with --workers",
     )
     p.add_argument("--server", default=seeding.DEFAULT_SERVER)
     p.add_argument("--db", default=seeding.DEFAULT_DB)
