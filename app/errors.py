@@ -195,6 +195,8 @@ DATABASE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,  # 57P01: the server is shutting down (restart)
+    asyncpg.CrashShutdownError,
     # Refused or reset connections; also Python 3.11's plain OSError("Multiple
     # exceptions: ...") when a host name resolves to several addresses and none answers.
     OSError,

@@ -127,7 +127,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
 
     if settings.SCHEDULER_ENABLED:
         scheduler = start_scheduler(pool, publisher, settings)
-        stack.callback(scheduler.shutdown, wait=False)
+        stack.push_async_callback(scheduler.stop, settings.SHUTDOWN_GRACE_SECONDS)
 
     # Everything built so far lives as long as the process: keep the garbage collector
     # from walking it again in every full collection (shorter pauses, lower p99).

@@ -6,6 +6,8 @@ client as a plain-text page: an unreachable database becomes a JSON 503, any oth
 exception a JSON 500 that names the request id and nothing internal.
 """
 
+import asyncio
+import contextlib
 import logging
 import re
 import uuid
@@ -44,6 +46,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # The server gave up on this request (its shutdown grace period ran out):
+            # answer a JSON 503 the client can retry elsewhere, not a plain-text 500.
+            if not response_started:
+                error = ServiceUnavailable("The server is shutting down; try again")
+                body = {"detail": error.detail, "code": error.code}
+                with contextlib.suppress(Exception):
+                    await JSONResponse(body, 503, headers={"Retry-After": "1"})(
+                        scope, receive, send_with_id
+                    )
+            raise
         except Exception as exc:
             if response_started:
                 raise  # too late for an error body; the server closes the connection

@@ -5,6 +5,7 @@ one process, and missed ticks collapse into one. Other instances may sweep at th
 time; the sweeps are built for that (app/jobs/sweeps.py).
 """
 
+import asyncio
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -41,17 +42,46 @@ async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings) -> No
         )
 
 
-def start_scheduler(pool: Pool, publisher: Publisher, settings: Settings) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        sweep_once,
-        "interval",
-        seconds=settings.SWEEP_INTERVAL_SECONDS,
-        args=(pool, publisher, settings),
-        id="sweeps",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=utcnow(),
-    )
+class SweepScheduler:
+    """APScheduler running ``sweep_once``; stopping it lets a running tick finish."""
+
+    def __init__(self, pool: Pool, publisher: Publisher, settings: Settings) -> None:
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=settings.SWEEP_INTERVAL_SECONDS,
+            args=(pool, publisher, settings),
+            id="sweeps",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+
+    async def _tick(self, pool: Pool, publisher: Publisher, settings: Settings) -> None:
+        self._idle.clear()
+        try:
+            await sweep_once(pool, publisher, settings)
+        finally:
+            self._idle.set()
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """No new ticks; wait (bounded) for a running one, whose transaction would
+        otherwise be cancelled mid-way and logged as an error; then shut down."""
+        self._scheduler.pause()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        except TimeoutError:
+            log.warning("a sweep was still running after %.0f s; cancelling it", grace_seconds)
+        self._scheduler.shutdown(wait=False)
+
+
+def start_scheduler(pool: Pool, publisher: Publisher, settings: Settings) -> SweepScheduler:
+    scheduler = SweepScheduler(pool, publisher, settings)
     scheduler.start()
     return scheduler

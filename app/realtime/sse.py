@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import orjson
 from sse_starlette import ServerSentEvent
 
@@ -37,19 +38,35 @@ async def _replay(pool: Pool, user_id: int, after: int) -> list[dict[str, Any]]:
             after = batch[-1].id
 
 
-async def _next(subscription: Subscription, deadline: float) -> dict[str, Any] | None:
-    """The next message, or None when the stream's lifetime is over."""
+async def _next(
+    subscription: Subscription, deadline: float, shutdown: anyio.Event
+) -> dict[str, Any] | None:
+    """The next message, or None when the stream's lifetime is over or the server is
+    shutting down (the stream then ends as a complete response; the client reconnects
+    elsewhere with Last-Event-ID)."""
     remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
+    if remaining <= 0 or shutdown.is_set():
         return None
+    get = asyncio.ensure_future(subscription.queue.get())
+    stop = asyncio.ensure_future(shutdown.wait())
     try:
-        return await asyncio.wait_for(subscription.queue.get(), remaining)
-    except TimeoutError:
-        return None
+        done, _ = await asyncio.wait(
+            {get, stop}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        get.cancel()
+        stop.cancel()
+    return get.result() if get in done else None
 
 
 async def notification_events(
-    pool: Pool, broker: Broker, settings: Settings, *, user_id: int, last_event_id: int | None
+    pool: Pool,
+    broker: Broker,
+    settings: Settings,
+    *,
+    user_id: int,
+    last_event_id: int | None,
+    shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
     with broker.hub.user(user_id) as subscription:
@@ -68,7 +85,7 @@ async def notification_events(
                 if body["id"] > last:
                     yield _notification_event(body)
                     last = body["id"]
-            message = await _next(subscription, deadline)
+            message = await _next(subscription, deadline, shutdown)
             if message is None:
                 return
             if subscription.lagging:  # the queue overflowed: PostgreSQL has everything
@@ -81,12 +98,12 @@ async def notification_events(
 
 
 async def seat_events(
-    broker: Broker, settings: Settings, *, branch: str | None
+    broker: Broker, settings: Settings, *, branch: str | None, shutdown: anyio.Event
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
     with broker.hub.branch(branch) as subscription:
-        while (message := await _next(subscription, deadline)) is not None:
+        while (message := await _next(subscription, deadline, shutdown)) is not None:
             subscription.lagging = False  # a seat map only needs the latest states
             yield ServerSentEvent(
                 data=orjson.dumps(message["seat"]).decode(), event="seat.availability"

@@ -1,14 +1,17 @@
 """Live streams (text/event-stream). Registered before /seats/{seat_id}."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.deps import BrokerDep, PoolDep, SettingsDep, StreamUser
 from app.errors import InvalidToken, NotAuthenticated, error_responses
 from app.realtime import sse
 from app.schemas.common import Name
+from app.settings import Settings
 
 router = APIRouter()
 
@@ -37,12 +40,11 @@ async def stream_notifications(
     (browsers' EventSource cannot set headers). Reconnect with `Last-Event-ID` to get
     what was missed. A heartbeat comment comes at least every 15 s."""
     resume_after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    shutdown = anyio.Event()
     events = sse.notification_events(
-        pool, broker, settings, user_id=user.id, last_event_id=resume_after
+        pool, broker, settings, user_id=user.id, last_event_id=resume_after, shutdown=shutdown
     )
-    return EventSourceResponse(
-        events, ping=settings.SSE_HEARTBEAT_SECONDS, headers=_SSE_HEADERS, send_timeout=30
-    )
+    return _stream(events, settings, shutdown)
 
 
 @router.get(
@@ -58,7 +60,21 @@ async def stream_seats(
 ) -> EventSourceResponse:
     """`seat.availability` events `{seat_id, branch, available, status}` whenever a seat's
     present availability changes, for live seat maps (public)."""
-    events = sse.seat_events(broker, settings, branch=branch)
+    shutdown = anyio.Event()
+    events = sse.seat_events(broker, settings, branch=branch, shutdown=shutdown)
+    return _stream(events, settings, shutdown)
+
+
+def _stream(
+    events: AsyncIterator[ServerSentEvent], settings: Settings, shutdown: anyio.Event
+) -> EventSourceResponse:
+    # On server shutdown sse-starlette sets ``shutdown``; the generator then ends and the
+    # response completes cleanly (instead of being cut mid-chunk) within the grace period.
     return EventSourceResponse(
-        events, ping=settings.SSE_HEARTBEAT_SECONDS, headers=_SSE_HEADERS, send_timeout=30
+        events,
+        ping=settings.SSE_HEARTBEAT_SECONDS,
+        headers=_SSE_HEADERS,
+        send_timeout=30,
+        shutdown_event=shutdown,
+        shutdown_grace_period=2,
     )

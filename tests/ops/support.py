@@ -1,0 +1,203 @@
+"""Shared pieces of the operations tests: a private Redis server the tests may stop and
+start, Prometheus text read back, bounded polling, and arrangement helpers."""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from app.timeutil import utcnow
+from tests.factories import Student, iso
+from tests.realtime.servers import free_port
+
+T = TypeVar("T")
+
+NOTIFICATIONS = "/notifications/stream"
+
+
+def require_binary(name: str, *fallbacks: str, required_by: str) -> str:
+    """The path of ``name``; when it is missing, skip, or fail under ``required_by=1``."""
+    found = shutil.which(name) or next((p for p in fallbacks if Path(p).exists()), None)
+    if found is not None:
+        return found
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {name} is not installed")
+    pytest.skip(f"{name} is not installed")
+
+
+class PrivateRedis:
+    """A redis-server of this test alone, on a loopback port that stays the same across
+    ``stop()`` and ``start()``; nothing is persisted."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, within: float = 10) -> None:
+        assert self.proc is None, "already running"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    *("--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + within
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM; SIGKILL after 10 s); a no-op when it is not running."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    within: float,
+    interval: float = 0.1,
+    what: str,
+) -> T:
+    """Call ``probe`` until ``accept`` takes its answer; fail naming ``what`` and the last
+    answer when ``within`` seconds pass first."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await probe()
+        if accept(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within} s; last seen {answer!r}")
+        await asyncio.sleep(interval)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def scrape(client: httpx.AsyncClient) -> str:
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def wait_until_pid_subscribed(pid: int, redis_url: str, within: float = 15) -> None:
+    """Until process ``pid`` owns a Redis connection that CLIENT LIST shows subscribed
+    (its broker hears what other instances publish)."""
+    redis = Redis.from_url(redis_url)
+    redis_port = redis.connection_pool.connection_kwargs.get("port", 6379)
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                with contextlib.suppress(OSError):  # not answering yet: try again
+                    own = {
+                        c.laddr.port
+                        for c in psutil.Process(pid).net_connections(kind="tcp")
+                        if c.raddr and c.raddr.port == redis_port
+                    }
+                    subscribed = {
+                        int(str(c["addr"]).rpartition(":")[2])
+                        for c in await redis.client_list()
+                        if int(c.get("sub", 0)) > 0
+                    }
+                    if own & subscribed:
+                        return
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
+def slot(hours_ahead: int = 2) -> tuple[datetime, datetime]:
+    """An hour-long slot starting on the hour, ``hours_ahead`` hours from now (or so)."""
+    start = (utcnow() + timedelta(hours=hours_ahead)).replace(minute=0, second=0, microsecond=0)
+    return start, start + timedelta(hours=1)
+
+
+def booking(seat_id: int, start: datetime, end: datetime) -> dict[str, Any]:
+    return {"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)}
+
+
+async def book(
+    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
+) -> dict[str, Any]:
+    response = await client.post(
+        "/reservations", json=booking(seat_id, start, end), headers=student.headers
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def join_waitlist(
+    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
+) -> dict[str, Any]:
+    response = await client.post(
+        "/waitlist", json=booking(seat_id, start, end), headers=student.headers
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_for_lock_waiter(db: asyncpg.Connection, within: float = 5) -> None:
+    """Until some session of this database waits for a lock (the request we hold up)."""
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ),
+        lambda waiting: waiting > 0,
+        within=within,
+        interval=0.05,
+        what="a request waiting on the row lock",
+    )
