@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -155,6 +156,12 @@ _CONSTRAINT_ERRORS: dict[str, type[DomainError]] = {
     "reservations_seat_no_overlap": SeatConflict,
     "reservations_user_no_overlap": UserOverlap,
     "waitlist_no_duplicate": AlreadyExists,
+    # A valid token for an account deleted since: the token no longer names anyone.
+    "reservations_user_id_fkey": InvalidToken,
+    "waitlist_entries_user_id_fkey": InvalidToken,
+    "notifications_user_id_fkey": InvalidToken,
+    "audit_log_actor_id_fkey": InvalidToken,
+    "idempotency_keys_user_id_fkey": InvalidToken,
 }
 
 
@@ -174,18 +181,35 @@ class ErrorBody(BaseModel):
     code: str
 
 
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationErrorBody(BaseModel):
+    """FastAPI's 422 shape (the offending input is not echoed back)."""
+
+    detail: list[ValidationIssue]
+
+
 def error_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for the domain errors a route can raise."""
     by_status: dict[int, list[type[DomainError]]] = {}
     for error in errors:
         by_status.setdefault(error.status_code, []).append(error)
-    return {
-        status: {
-            "model": ErrorBody,
-            "description": " / ".join(f"`{e.code}`: {e.default_detail}" for e in group),
-        }
-        for status, group in sorted(by_status.items())
-    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        description = " / ".join(f"`{e.code}`: {e.default_detail}" for e in group)
+        if status == 422:  # domain 422s share the status with request validation
+            description += " / request validation (FastAPI's shape)"
+            responses[status] = {
+                "model": ErrorBody | ValidationErrorBody,
+                "description": description,
+            }
+        else:
+            responses[status] = {"model": ErrorBody, "description": description}
+    return responses
 
 
 # Exceptions that mean "PostgreSQL is not reachable right now", not "bad request".
@@ -228,9 +252,21 @@ _HTTP_CODES = {
 }
 
 
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's shape without `input` and `ctx`: echoing the input would send a refused
+    # password back, and cannot be done at all for NaN or a lone surrogate.
+    assert isinstance(exc, RequestValidationError)
+    issues = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    return JSONResponse({"detail": issues}, 422)
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     # Starlette's own errors: unknown route (404), wrong method (405), ...
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # a body FastAPI could not even parse: malformed input
+        detail = exc.detail if isinstance(exc.detail, str) else "Malformed request body"
+        issue = {"type": "json_invalid", "loc": ["body"], "msg": detail}
+        return JSONResponse({"detail": [issue]}, 422)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return JSONResponse(_body(detail, code), exc.status_code, headers=exc.headers)
@@ -238,4 +274,5 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

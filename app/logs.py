@@ -6,6 +6,7 @@ are never logged by the service.
 """
 
 import logging
+import re
 from contextvars import ContextVar
 from typing import Literal
 
@@ -20,6 +21,25 @@ class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+class _RedactAccessToken(logging.Filter):
+    """Access logs print paths with their query: hide ``?access_token=`` (the SSE
+    streams' JWT for browsers, which cannot send headers), whoever logs the URL."""
+
+    _TOKEN = re.compile(r"(access_token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(a) for a in record.args)
+        return True
+
+    def _redact(self, value: object) -> object:
+        # Paths are str; some clients log URL objects: judge them by their text.
+        text = value if isinstance(value, str) else str(value)
+        if "access_token=" not in text:
+            return value
+        return self._TOKEN.sub(r"\1[redacted]", text)
 
 
 def _formatter(log_format: LogFormat) -> logging.Formatter:
@@ -37,6 +57,7 @@ def _formatter(log_format: LogFormat) -> logging.Formatter:
 def configure_logging(level: str, log_format: LogFormat = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
+    handler.addFilter(_RedactAccessToken())
     handler.setFormatter(_formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -24,7 +23,7 @@ from app.fastpath import CachedListingMiddleware
 from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
 from app.metrics import MetricsMiddleware
-from app.middleware import RequestContextMiddleware
+from app.middleware import JSONCORSMiddleware, RequestContextMiddleware
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
@@ -73,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CachedListingMiddleware, now=now_for_scope)
     if settings.CORS_ORIGINS:
         app.add_middleware(
-            CORSMiddleware,
+            JSONCORSMiddleware,
             allow_origins=settings.CORS_ORIGINS,
             allow_credentials=False,
             allow_methods=["*"],

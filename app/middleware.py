@@ -12,7 +12,9 @@ import logging
 import re
 import uuid
 
-from starlette.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import DATABASE_DOWN_ERRORS, ServiceUnavailable
@@ -87,3 +89,17 @@ def _incoming_request_id(scope: Scope) -> str | None:
             # Echoed into headers and logs: accept only a plain token.
             return candidate if _SAFE_REQUEST_ID.match(candidate) else None
     return None
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in JSON like every error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        headers = {
+            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+        }
+        body = {"detail": bytes(response.body).decode(), "code": "cors_refused"}
+        return JSONResponse(body, 400, headers=headers)

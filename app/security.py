@@ -72,9 +72,10 @@ def decode_token(token: str, *, secret: str) -> TokenClaims:
             algorithms=[JWT_ALGORITHM],
             options={"require": ["exp", "sub", "sid", "role"]},
         )
-        user = TokenUser(
-            id=int(payload["sub"]), student_id=str(payload["sid"]), role=Role(payload["role"])
-        )
+        user_id = int(payload["sub"])
+        if not 1 <= user_id <= 2**63 - 1:
+            raise ValueError("sub is not a user id")
+        user = TokenUser(id=user_id, student_id=str(payload["sid"]), role=Role(payload["role"]))
         expires_at = datetime.fromtimestamp(int(payload["exp"]), tz=UTC)
     except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
         raise InvalidToken() from exc

@@ -214,7 +214,10 @@ async def audit(
     after: dict[str, Any] | None,
     now: datetime,
 ) -> None:
-    await conn.execute(_INSERT_AUDIT, actor_id, action, entity, entity_id, before, after, now)
+    try:
+        await conn.execute(_INSERT_AUDIT, actor_id, action, entity, entity_id, before, after, now)
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise error_for_constraint(exc) from exc
 
 
 async def list_audit(

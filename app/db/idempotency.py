@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from app.db.pool import Connection
+from app.errors import error_for_constraint
 
 # A key whose record expired is taken over as new.
 _CLAIM = """
@@ -49,7 +52,10 @@ async def claim(
 ) -> bool:
     """True when this request owns the key now (new, or the old record had expired).
     Waits while another transaction holds the same key."""
-    return bool(await conn.fetchval(_CLAIM, user_id, key, request_hash, now, expires_at))
+    try:
+        return bool(await conn.fetchval(_CLAIM, user_id, key, request_hash, now, expires_at))
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise error_for_constraint(exc) from exc
 
 
 async def get(conn: Connection, *, user_id: int, key: str) -> StoredResponse | None:

@@ -45,8 +45,8 @@ SEAT_LOCK, USER_LOCK = 71_001, 71_002
 # this booking to commit and then cancels it, or the booking sees it closed.
 _INSERT = f"""
     WITH locked AS MATERIALIZED (
-        SELECT pg_advisory_xact_lock({SEAT_LOCK}, ($2 % 2147483647)::int) AS seat,
-               pg_advisory_xact_lock({USER_LOCK}, ($1 % 2147483647)::int) AS usr
+        SELECT pg_advisory_xact_lock({SEAT_LOCK}, ($2::bigint % 2147483647)::int) AS seat,
+               pg_advisory_xact_lock({USER_LOCK}, ($1::bigint % 2147483647)::int) AS usr
     ), s AS (
         SELECT seats.id, seats.branch_id, seats.area, seats.label FROM seats, locked
         WHERE seats.id = $2 AND seats.status = 'ACTIVE' FOR SHARE OF seats
@@ -176,7 +176,7 @@ async def insert(
                     row = await conn.fetchrow(_INSERT, *args)
             else:
                 row = await conn.fetchrow(_INSERT, *args)
-        except asyncpg.ExclusionViolationError as exc:
+        except (asyncpg.ExclusionViolationError, asyncpg.ForeignKeyViolationError) as exc:
             raise error_for_constraint(exc) from exc
         except asyncpg.DeadlockDetectedError as exc:
             if attempt == _DEADLOCK_ATTEMPTS:

@@ -140,7 +140,7 @@ async def insert(
 ) -> WaitlistEntry:
     try:
         entry_id = await conn.fetchval(_INSERT, user_id, branch_id, seat_id, start, end, now)
-    except asyncpg.ExclusionViolationError as exc:
+    except (asyncpg.ExclusionViolationError, asyncpg.ForeignKeyViolationError) as exc:
         raise error_for_constraint(exc) from exc
     # Read back in a new statement: its position counts the row it just inserted.
     entry = await get(conn, entry_id)

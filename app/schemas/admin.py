@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.models import ReservationStatus, SeatStatus
-from app.schemas.common import Area, Id, Label, Name, UtcDatetime
+from app.schemas.common import Area, Id, Instant, Label, Name, UtcDatetime
 from app.schemas.seats import Page
 from app.settings import is_iana_timezone
 
@@ -56,16 +56,16 @@ class AdminReservationQuery(Page):
     seat_id: Id | None = None
     user_id: Id | None = None
     status: ReservationStatus | None = None
-    start_time: AwareDatetime | None = Field(
+    start_time: Instant | None = Field(
         None, description="Only reservations overlapping [start_time, end_time)"
     )
-    end_time: AwareDatetime | None = None
+    end_time: Instant | None = None
 
 
 class StatsQuery(BaseModel):
     branch: Name | None = None
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: Instant
+    end_time: Instant
 
 
 class BranchStats(BaseModel):

@@ -1,16 +1,67 @@
 """Types shared by the request/response models."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 # Ids are positive 64-bit integers; anything else is a 422.
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
-Area = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+def _plain_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate is not UTF-8: refuse both here
+    # (422) rather than fail in the database driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_plain_text),
+]
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
+    AfterValidator(_plain_text),
+]
+Area = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_plain_text),
+]
+
+# Times the service can store and compute with (PostgreSQL, Python and the booking
+# arithmetic all agree inside this range); anything else is a 422, not a 500.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _reasonable_instant(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 1970 and 9000") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("must be between 1970 and 9000")
+    return value
+
+
+def _reasonable_date(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError("must be between 1970 and 9000")
+    return value
+
+
+# A moment given by a client: with an offset (naive is a 422), between 1970 and 9000.
+Instant = Annotated[AwareDatetime, AfterValidator(_reasonable_instant)]
+Day = Annotated[date, AfterValidator(_reasonable_date)]
 
 
 def _bcrypt_length(password: str) -> str:
@@ -27,9 +78,13 @@ def _min_password(password: str) -> str:
 
 
 # A password being chosen: 8..72 bytes.
-NewPassword = Annotated[str, AfterValidator(_min_password), AfterValidator(_bcrypt_length)]
+NewPassword = Annotated[
+    str, AfterValidator(_plain_text), AfterValidator(_min_password), AfterValidator(_bcrypt_length)
+]
 # A password being checked: any non-empty string bcrypt can take.
-Password = Annotated[str, Field(min_length=1), AfterValidator(_bcrypt_length)]
+Password = Annotated[
+    str, Field(min_length=1), AfterValidator(_plain_text), AfterValidator(_bcrypt_length)
+]
 
 
 def _to_utc(value: datetime) -> datetime:

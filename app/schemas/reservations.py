@@ -2,10 +2,10 @@
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from app.models import ReservationStatus
-from app.schemas.common import Id, UtcDatetime
+from app.schemas.common import Id, Instant, UtcDatetime
 from app.schemas.seats import Page
 
 # Header value of an Idempotency-Key: 1..255 visible ASCII characters (a UUID fits).
@@ -14,8 +14,8 @@ IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
 
 class ReservationCreate(BaseModel):
     seat_id: Id
-    start_time: AwareDatetime = Field(description="With an offset; not in the past")
-    end_time: AwareDatetime = Field(
+    start_time: Instant = Field(description="With an offset; not in the past")
+    end_time: Instant = Field(
         description="After start_time, at most MAX_RESERVATION_HOURS later (half-open interval)"
     )
 

@@ -1,11 +1,9 @@
 """Seats and branches: queries and responses."""
 
-import datetime as dt
-
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from app.models import SeatStatus
-from app.schemas.common import Area, Name, UtcDatetime
+from app.schemas.common import Area, Day, Instant, Name, UtcDatetime
 
 
 class Page(BaseModel):
@@ -20,21 +18,19 @@ class SeatQuery(Page):
     has_monitor: bool | None = None
     status: SeatStatus | None = None
     available_only: bool = Field(False, description="Only seats free for the interval (or now)")
-    start_time: AwareDatetime | None = Field(
+    start_time: Instant | None = Field(
         None, description="With end_time: compute `available` for [start_time, end_time)"
     )
-    end_time: AwareDatetime | None = None
+    end_time: Instant | None = None
 
 
 class IntervalQuery(BaseModel):
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: Instant
+    end_time: Instant
 
 
 class DayQuery(BaseModel):
-    date: dt.date | None = Field(
-        None, description="The day for `busy` (default: today, branch time)"
-    )
+    date: Day | None = Field(None, description="The day for `busy` (default: today, branch time)")
 
 
 class Interval(BaseModel):

@@ -2,18 +2,18 @@
 
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from app.models import WaitlistStatus
-from app.schemas.common import Id, Name, UtcDatetime
+from app.schemas.common import Id, Instant, Name, UtcDatetime
 from app.schemas.reservations import ReservationOut
 
 
 class WaitlistJoin(BaseModel):
     seat_id: Id | None = Field(None, description="Wait for this seat (or give `branch`)")
     branch: Name | None = Field(None, description="Wait for any seat of this branch")
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: Instant
+    end_time: Instant
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
