@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from pydantic import ValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from app import metrics
 from app.bodylimit import BodySizeLimitMiddleware
@@ -105,8 +105,12 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
 
     redis: Redis | None = None
     if settings.REDIS_URL:
-        redis = Redis.from_url(
+        # A blocking pool: under a rush more requests than connections may want Redis at
+        # once; they wait a moment for one instead of failing (and pausing the cache).
+        pool_of_redis = BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=200,
+            timeout=1.0,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
             # No PING before commands on idle connections: it cost ~6 % of a cached
@@ -114,6 +118,8 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
             # the broker fall back on their own.
             health_check_interval=0,
         )
+        stack.push_async_callback(pool_of_redis.disconnect)
+        redis = Redis(connection_pool=pool_of_redis)
         stack.push_async_callback(redis.aclose)
 
     cache = SeatCache(redis, settings.SEAT_CACHE_SECONDS)
