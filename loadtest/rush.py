@@ -34,6 +34,10 @@ SCHEDULER_ENABLED=false, default pool of 20 a worker), for the slot tomorrow
    seconds of no progress, reported, and claimed through ``GET /waitlist``.
    Time to settle = from the moment the cancels are released to the last claim answer.
 
+Unless ``--no-analyze``, the harness runs ANALYZE on reservations and waitlist_entries
+after phases 1 and 2 (autovacuum cannot keep up with tables that fill in seconds, and
+with an empty table's statistics the offer query takes seconds: see loadtest/README.md).
+
 Checks (SQL, printed, all expected 0): overlapping active reservations of one seat and
 of one user (seed.py's self-joins), and lost offers: a cancelled seat-interval that is
 not covered again by an active reservation while a WAITING entry of its branch (or of
