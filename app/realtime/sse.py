@@ -79,7 +79,9 @@ async def notification_events(
         else:
             last = last_event_id
             missed = await _replay(pool, user_id, last)
-        yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
+        # `id:` even before the first event: a browser that drops and reconnects sends it
+        # back as Last-Event-ID and gets what it missed instead of starting from "now".
+        yield ServerSentEvent(comment="connected", id=str(last), retry=settings.SSE_RETRY_MS)
         while True:
             for body in missed:
                 if body["id"] > last:

@@ -143,6 +143,28 @@ async def test_stream_starts_with_a_retry_hint(
     assert first.data is None  # a hint, not an event
 
 
+async def test_a_new_stream_names_where_it_starts_so_a_reconnect_misses_nothing(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    # EventSource sends the last `id:` it saw as Last-Event-ID; the opening block carries
+    # one, so a stream that drops before its first event still resumes where it began.
+    student = await add_student(db, "S0000001")
+    latest = await db.fetchval(
+        "INSERT INTO notifications (user_id, type, data) "
+        "VALUES ($1, 'reservation.reminder', '{}') RETURNING id",
+        student.id,
+    )
+
+    async with open_stream(
+        server.client, NOTIFICATIONS, headers=student.headers, connected=False
+    ) as stream:
+        first = await stream.next_block(within=5)
+
+    assert first is not None
+    assert first.id == str(latest)
+    assert first.data is None
+
+
 async def test_cancelled_booking_is_offered_live_to_the_waiting_users_stream(
     server: Server, db: asyncpg.Connection
 ) -> None:
