@@ -376,6 +376,7 @@ async def test_notification_committed_after_the_stream_opened_reaches_it(
             notification = Notification.model_validate({**row, "data": json.loads(row["data"])})
             for message in broker.messages(Changes(notifications=[notification])):
                 await redis.publish(broker.Broker(redis, redis_url).channel, json.dumps(message))
+            opened_after_commit = None if opened is not None else await stream.next_block(5)
             received = await stream.events_within(2)
     finally:
         await redis.aclose()
@@ -385,6 +386,12 @@ async def test_notification_committed_after_the_stream_opened_reaches_it(
         assert opened.retry is not None  # the client saw the stream open...
         # ...before the notification was committed, so the stream owes it to the client.
         assert [event.id for event in received] == [str(row["id"])]
+    else:
+        # The stream opened only after the commit; it says where it starts (`id:`), at or
+        # past the notification, so neither a resume nor the client expects it on the wire.
+        assert opened_after_commit is not None
+        assert opened_after_commit.id is not None
+        assert int(opened_after_commit.id) >= row["id"]
 
 
 async def until_a_query_waits_on_a_lock(watcher: asyncpg.Connection, fragment: str) -> None:
