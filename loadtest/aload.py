@@ -16,7 +16,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 
+import bench  # noqa: E402
+from bench import JWT_SECRET, cpu_used, flush_redis_db, free_port, log  # noqa: E402, F401
+
 from app.models import Role  # noqa: E402
 from app.security import encode_token  # noqa: E402
 
@@ -44,12 +46,6 @@ RUNS = HERE / "runs"
 # uvicorn closes a keep-alive connection idle for 5 s; reconnect before that.
 IDLE_RECONNECT_S = 3.0
 VENV_BIN = Path(sys.executable).parent
-# The same load-test-only key as bench.py (tokens are minted, never logged in for).
-JWT_SECRET = "loadtest-only-secret-0123456789abcdef-not-for-production"  # noqa: S105
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now().astimezone().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def git_version() -> str:
@@ -65,54 +61,9 @@ def git_version() -> str:
     return f"{head}{'+dirty' if dirty else ''}" or "unknown"
 
 
-def flush_redis_db(url: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_snapshot(server_pid: int, db: str) -> dict[str, float]:
-    """CPU seconds so far of the server (its process tree), of PostgreSQL (backends of
-    ``db`` and the shared auxiliary processes), of Redis, and of the machine."""
-    import psutil
-
-    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
-    server = {server_pid} | {c.pid for c in psutil.Process(server_pid).children(recursive=True)}
-    ours = re.compile(rf"^postgres: (\S+: )?(.* {re.escape(db)}( |$)|[a-z ]+$)")
-    for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
-        name, times = p.info["name"] or "", p.info["cpu_times"]
-        if times is None:
-            continue
-        key = None
-        if p.info["pid"] in server:
-            key = "server"
-        elif name.startswith("postgres") and ours.match(" ".join(p.info["cmdline"] or [])):
-            key = "postgres"
-        elif name.startswith("redis"):
-            key = "redis"
-        if key:
-            totals[key] += times.user + times.system
-    totals["machine"] = sum(psutil.cpu_times()[:3])  # user + nice + system, all cores
-    return totals
-
-
-def cpu_used(before: dict[str, float], after: dict[str, float], secs: float) -> dict[str, float]:
-    """Average cores busy in between, per component; "others" is the rest of the machine."""
-    used = {k: round(max(after[k] - before.get(k, 0.0), 0.0) / secs, 2) for k in after}
-    used["others"] = round(
-        max(used["machine"] - used["server"] - used["postgres"] - used["redis"], 0.0), 2
-    )
-    return used
+    """bench.py's CPU accounting for one server process tree."""
+    return bench.cpu_snapshot([server_pid], db)
 
 
 # --------------------------------------------------------------------------- machine
