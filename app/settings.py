@@ -1,5 +1,6 @@
 """All configuration, from environment variables (names as in the contract)."""
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     # Failed logins per minute, per student_id and per client address.
     LOGIN_RATE_LIMIT: int = Field(10, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    # Peers trusted to set the client address and scheme (X-Forwarded-For/-Proto), as
+    # uvicorn's --forwarded-allow-ips: IPs and CIDR networks, comma-separated, or "*".
+    # Everyone else is taken at their socket's address; empty trusts no proxy.
+    FORWARDED_ALLOW_IPS: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
 
     # Booking rules (durations accept decimals so tests can run a life cycle in seconds)
     GRACE_MINUTES: float = Field(15, ge=0)
@@ -97,6 +102,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("FORWARDED_ALLOW_IPS", mode="before")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: Any) -> Any:
+        hosts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(hosts, list):
+            return value
+        hosts = [str(host).strip() for host in hosts if str(host).strip()]
+        if "*" in hosts and hosts != ["*"]:
+            raise ValueError('"*" trusts every peer and stands alone')
+        for host in hosts:
+            if host != "*":
+                # uvicorn would take a bad one as a name that no peer ever matches, silently
+                _check_ip_or_network(host)
+        return hosts
 
     @field_validator("DEMO_TIMEZONE")
     @classmethod
@@ -179,6 +199,14 @@ def is_iana_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def _check_ip_or_network(value: str) -> None:
+    """Raise ValueError unless ``value`` is an IP address or a network (CIDR)."""
+    if "/" in value:
+        ipaddress.ip_network(value)  # strict: 10.0.0.1/8 is refused, not widened
+    else:
+        ipaddress.ip_address(value)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

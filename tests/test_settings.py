@@ -152,3 +152,34 @@ def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CORS_ORIGINS", "https://a.edu, https://b.edu")
 
     assert Settings().CORS_ORIGINS == ["https://a.edu", "https://b.edu"]
+
+
+def test_forwarded_allow_ips_defaults_to_uvicorns_loopback_only() -> None:
+    assert Settings().FORWARDED_ALLOW_IPS == ["127.0.0.1", "::1"]
+
+
+@pytest.mark.parametrize(
+    ("value", "trusted"),
+    [
+        ("172.30.0.10", ["172.30.0.10"]),
+        (" 10.0.0.0/8, fd00::/8 ,127.0.0.2", ["10.0.0.0/8", "fd00::/8", "127.0.0.2"]),
+        ("*", ["*"]),
+        ("", []),  # no proxy: every client is taken at its socket's address
+    ],
+)
+def test_forwarded_allow_ips_are_comma_separated_addresses_and_networks(
+    monkeypatch: pytest.MonkeyPatch, value: str, trusted: list[str]
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+
+    assert Settings().FORWARDED_ALLOW_IPS == trusted
+
+
+@pytest.mark.parametrize("value", ["nginx", "10.0.0.1/8", "10.0.0.0/33", "*,10.0.0.1", "1.2.3"])
+def test_a_forwarded_allow_ips_entry_that_no_peer_could_match_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = settings_error(monkeypatch, FORWARDED_ALLOW_IPS=value)
+
+    assert message.startswith("invalid settings: FORWARDED_ALLOW_IPS: ")
+    assert "\n" not in message
