@@ -172,7 +172,7 @@ def test_forwarded_allow_ips_are_comma_separated_addresses_and_networks(
 ) -> None:
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
 
-    assert Settings().FORWARDED_ALLOW_IPS == trusted
+    assert trusted == Settings().FORWARDED_ALLOW_IPS
 
 
 @pytest.mark.parametrize("value", ["nginx", "10.0.0.1/8", "10.0.0.0/33", "*,10.0.0.1", "1.2.3"])

@@ -79,6 +79,8 @@ async def login(
 
 
 def verify(settings: Settings, token: str) -> TokenClaims:
+    if not token:  # the contract: `{"token": ""}` is an invalid token, like any other
+        raise InvalidToken()
     return decode_token(token, secret=settings.jwt_secret)
 
 

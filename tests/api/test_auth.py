@@ -358,6 +358,7 @@ async def test_verify_accepts_a_token_signed_with_the_service_secret(
     "make_token",
     [
         pytest.param(lambda: "not-a-jwt", id="garbage"),
+        pytest.param(lambda: "", id="empty"),
         pytest.param(
             lambda: service_token(now=datetime.now(UTC) - timedelta(days=2)), id="expired"
         ),
