@@ -33,7 +33,9 @@ class TokenForm(BaseModel):
 
 class VerifyIn(BaseModel):
     # No min_length: an empty token is an invalid token (401), not malformed input (422).
-    token: str = Field(max_length=4096, description="A JWT; anything else is 401 invalid_token")
+    token: str = Field(
+        max_length=4096, description="The JWT to check; an empty or bad one is 401 invalid_token"
+    )
 
 
 class UserOut(BaseModel):
