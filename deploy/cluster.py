@@ -1,11 +1,12 @@
 """N DL-SMS instances on loopback ports behind Debian's nginx, without containers.
 
 The same topology as docker-compose.yml (replicas behind nginx with keep-alive and
-unbuffered SSE, one PostgreSQL, one Redis), for load tests and CI:
+unbuffered SSE, one PostgreSQL, one Redis), for hosts without containers, load tests
+(loadtest/bench.py --instances N) and CI (tests/ops):
 
-    .venv/bin/python loadtest/cluster.py start 2 --port 8080   # prints the URL, returns
-    .venv/bin/python loadtest/cluster.py status
-    .venv/bin/python loadtest/cluster.py stop                  # stops exactly what start made
+    .venv/bin/python deploy/cluster.py start 2 --port 8080   # prints the URL, returns
+    .venv/bin/python deploy/cluster.py status
+    .venv/bin/python deploy/cluster.py stop                  # stops exactly what start made
 
 The environment passes through to the instances (DATABASE_URL, REDIS_URL, JWT_SECRET,
 ...). Everything the cluster starts is recorded in its directory (CLUSTER_DIR,

@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "deploy"))  # cluster.py, for --instances
 
 import seed as seeding  # noqa: E402
 
@@ -314,7 +315,7 @@ class Server:
 
 
 class ClusterServer:
-    """``--instances N``: N single-worker instances behind nginx (loadtest/cluster.py),
+    """``--instances N``: N single-worker instances behind nginx (deploy/cluster.py),
     measured through nginx; the same interface as Server."""
 
     def __init__(self, *, instances: int, database_url: str, redis: bool, name: str,
@@ -814,7 +815,7 @@ def main(argv: list[str] | None = None) -> None:
         "--instances",
         type=int,
         default=0,
-        help="N single-worker instances behind nginx (loadtest/cluster.py) instead of one "
+        help="N single-worker instances behind nginx (deploy/cluster.py) instead of one "
         "uvicorn with --workers",
     )
     p.add_argument("--server", default=seeding.DEFAULT_SERVER)

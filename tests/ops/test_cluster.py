@@ -1,4 +1,4 @@
-"""Two instances behind nginx, started by loadtest/cluster.py as an operator would: requests
+"""Two instances behind nginx, started by deploy/cluster.py as an operator would: requests
 are shared between them, the database keeps them honest, a stream on one hears what the
 other did, and both sweep without doing anything twice."""
 
@@ -43,11 +43,11 @@ REQUESTS = "dlsms_http_requests_total"
 
 
 def load_cluster_script() -> ModuleType:
-    """loadtest/cluster.py as a module (loadtest/ is a directory of scripts, not a package)."""
-    name = "dlsms_loadtest_cluster"
+    """deploy/cluster.py as a module (deploy/ is a directory of scripts, not a package)."""
+    name = "dlsms_deploy_cluster"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "loadtest" / "cluster.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "deploy" / "cluster.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the class is built
