@@ -1,12 +1,11 @@
 """FastAPI dependencies as Annotated aliases, so routes read like their signatures."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from starlette.types import Scope
 
 from app.cache import SeatCache
 from app.db.pool import Connection, Pool
@@ -18,7 +17,6 @@ from app.realtime.publisher import Publisher
 from app.security import PasswordHasher, decode_token
 from app.settings import Settings
 from app.state import AppState
-from app.timeutil import utcnow
 
 # Swagger's "Authorize" button logs in through /auth/token (OAuth2 password flow).
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -61,18 +59,8 @@ async def _login_limiter(request: Request) -> LoginLimiter:
     return app_state(request)["login_limiter"]
 
 
-async def _now() -> datetime:
-    """The current time; tests override this dependency to move the clock."""
-    return utcnow()
-
-
-async def now_for_scope(scope: Scope) -> datetime:
-    """The request's clock outside dependency injection (pure ASGI middleware), honouring
-    a test's override of ``get_now`` like the routes do."""
-    app = scope.get("app")
-    overrides = getattr(app, "dependency_overrides", {})
-    provider: Callable[[], Awaitable[datetime]] = overrides.get(_now, _now)
-    return await provider()
+async def _now(request: Request) -> datetime:
+    return app_state(request)["clock"].now()
 
 
 async def _current_user(
@@ -118,5 +106,3 @@ AdminUser = Annotated[TokenUser, Depends(_admin_user)]
 
 # A path id: a positive 64-bit integer, else 422.
 PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-get_now = _now  # exported for dependency_overrides in tests

@@ -9,9 +9,7 @@ query already known to be valid. A miss (or no Redis) goes on to the routes, whi
 reuse this lookup (``LOOKUP_SCOPE_KEY``) rather than asking Redis twice.
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
@@ -19,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.cache import Lookup, SeatCache
+from app.clock import Clock
 
 CACHED_PATHS = frozenset({"/seats", "/branches"})
 LOOKUP_SCOPE_KEY = "dlsms.seat_cache_lookup"
@@ -35,9 +34,8 @@ def listing_key(path: str, query_string: bytes) -> tuple[str, str | None]:
 
 
 class CachedListingMiddleware:
-    def __init__(self, app: ASGIApp, *, now: Callable[[Scope], Awaitable[datetime]]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._now = now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in CACHED_PATHS:
@@ -45,11 +43,12 @@ class CachedListingMiddleware:
             return
         state = cast(dict[str, Any], scope.get("state") or {})
         cache: SeatCache | None = state.get("cache")
-        if cache is None or not cache.enabled:
+        clock: Clock | None = state.get("clock")
+        if cache is None or clock is None or not cache.enabled:
             await self.app(scope, receive, send)
             return
         key, branch = listing_key(scope["path"], scope["query_string"])
-        lookup = await cache.lookup(branch=branch, query=key, now=await self._now(scope))
+        lookup = await cache.lookup(branch=branch, query=key, now=clock.now())
         if lookup.body is None:
             scope[LOOKUP_SCOPE_KEY] = lookup
             await self.app(scope, receive, send)

@@ -14,10 +14,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from app import metrics
 from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
+from app.clock import Clock, SystemClock
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
-from app.deps import now_for_scope
 from app.errors import install_error_handlers
 from app.fastpath import CachedListingMiddleware
 from app.jobs.scheduler import start_scheduler
@@ -44,13 +44,15 @@ FastAPI's 422 shape).
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The app; ``clock`` is what every reader of "now" asks (default: the real clock)."""
     settings = settings or load_settings()
+    app_clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
-            yield await _start(settings, stack)
+            yield await _start(settings, app_clock, stack)
 
     app = FastAPI(
         title="DL-SMS",
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(admin.router)
     # Innermost: cached listings are answered inside CORS and the request-id middleware.
-    app.add_middleware(CachedListingMiddleware, now=now_for_scope)
+    app.add_middleware(CachedListingMiddleware)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             JSONCORSMiddleware,
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
+async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> AppState:
     """Open everything the process needs; ``stack`` closes it in reverse order."""
     if settings.jwt_secret_generated:
         log.warning("JWT_SECRET is not set: using a random one; tokens won't survive a restart")
@@ -131,7 +133,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
     stack.callback(metrics.watch(pool, broker.hub))
 
     if settings.SCHEDULER_ENABLED:
-        scheduler = start_scheduler(pool, publisher, settings)
+        scheduler = start_scheduler(pool, publisher, settings, clock)
         stack.push_async_callback(scheduler.stop, settings.SHUTDOWN_GRACE_SECONDS)
 
     # Everything built so far lives as long as the process: keep the garbage collector
@@ -141,6 +143,7 @@ async def _start(settings: Settings, stack: AsyncExitStack) -> AppState:
 
     return AppState(
         settings=settings,
+        clock=clock,
         database_url=database_url,
         pool=pool,
         redis=redis,

@@ -5,6 +5,7 @@ from typing import TypedDict
 from redis.asyncio import Redis
 
 from app.cache import SeatCache
+from app.clock import Clock
 from app.db.pool import Pool
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
@@ -15,6 +16,7 @@ from app.settings import Settings
 
 class AppState(TypedDict):
     settings: Settings
+    clock: Clock
     database_url: str
     pool: Pool
     redis: Redis | None

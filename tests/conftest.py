@@ -26,6 +26,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from app.clock import Clock
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import alembic_config, upgrade_to_head
 from app.main import create_app
@@ -160,13 +161,16 @@ ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 @pytest.fixture
 async def make_client(db: asyncpg.Connection, database_url: str) -> AsyncIterator[ClientFactory]:
     """Factory: a client for an app built with ``make_settings(**overrides)``, lifespan run.
-    Pass ``app_hook`` to change the app (dependency overrides, extra routes) before start."""
+    Pass ``clock`` (e.g. a ``tests.factories.FrozenClock``) to move the service's time, and
+    ``app_hook`` to change the app (extra routes) before start."""
     async with AsyncExitStack() as stack:
 
         async def make(
-            app_hook: Callable[[FastAPI], None] | None = None, **overrides: Any
+            app_hook: Callable[[FastAPI], None] | None = None,
+            clock: Clock | None = None,
+            **overrides: Any,
         ) -> httpx.AsyncClient:
-            app = create_app(make_settings(database_url, **overrides))
+            app = create_app(make_settings(database_url, **overrides), clock=clock)
             if app_hook is not None:
                 app_hook(app)
             manager = await stack.enter_async_context(LifespanManager(app))

@@ -1,18 +1,22 @@
 """Arrangement helpers shared by the test modules: rows written in SQL, tokens minted
-without bcrypt, and a clock that tests move by hand."""
+without bcrypt, a clock that tests move by hand, and a bounded wait for a condition."""
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
 
-from app.deps import get_now
 from app.models import Role
 from app.security import encode_token
 from app.timeutil import iso_z, utcnow
 from tests.conftest import TEST_JWT_SECRET, bearer, login, register
+
+T = TypeVar("T")
 
 
 def iso(moment: datetime) -> str:
@@ -21,20 +25,20 @@ def iso(moment: datetime) -> str:
 
 
 class FrozenClock:
-    """What ``get_now`` answers in an app built with ``app_hook=clock.install``.
-    Move time with ``clock.now = ...`` or ``clock.advance(...)``."""
+    """The service's clock in tests (``make_client(clock=...)``): it stands still until
+    a test moves it with ``set`` or ``advance``."""
 
     def __init__(self, now: datetime) -> None:
-        self.now = now
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment
 
     def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-    def install(self, app: FastAPI) -> None:
-        async def frozen_now() -> datetime:
-            return self.now
-
-        app.dependency_overrides[get_now] = frozen_now
+        self._now += delta
 
 
 @dataclass(frozen=True)
@@ -179,3 +183,23 @@ async def add_reservation(
 async def reservation_status(db: asyncpg.Connection, reservation_id: int) -> str:
     status: str = await db.fetchval("SELECT status FROM reservations WHERE id = $1", reservation_id)
     return status
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    within: float,
+    interval: float = 0.1,
+    what: str,
+) -> T:
+    """Call ``probe`` until ``accept`` takes its answer; fail naming ``what`` and the last
+    answer when ``within`` seconds pass first."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await probe()
+        if accept(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within} s; last seen {answer!r}")
+        await asyncio.sleep(interval)

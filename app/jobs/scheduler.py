@@ -11,6 +11,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app import metrics
+from app.clock import Clock
 from app.db.pool import Pool
 from app.jobs import sweeps
 from app.realtime.publisher import Publisher
@@ -20,11 +21,11 @@ from app.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 
-async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings) -> None:
+async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings, clock: Clock) -> None:
     """One tick. A failure is logged and the next tick tries again; it never stops
     the scheduler."""
     try:
-        result = await sweeps.run_all(pool, publisher, settings, now=utcnow())
+        result = await sweeps.run_all(pool, publisher, settings, now=clock.now())
     except Exception:
         metrics.SWEEP_RUNS.labels("failed").inc()
         log.exception("sweep failed; retrying at the next tick")
@@ -45,7 +46,7 @@ async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings) -> No
 class SweepScheduler:
     """APScheduler running ``sweep_once``; stopping it lets a running tick finish."""
 
-    def __init__(self, pool: Pool, publisher: Publisher, settings: Settings) -> None:
+    def __init__(self, pool: Pool, publisher: Publisher, settings: Settings, clock: Clock) -> None:
         self._idle = asyncio.Event()
         self._idle.set()
         self._scheduler = AsyncIOScheduler(timezone="UTC")
@@ -53,17 +54,20 @@ class SweepScheduler:
             self._tick,
             "interval",
             seconds=settings.SWEEP_INTERVAL_SECONDS,
-            args=(pool, publisher, settings),
+            args=(pool, publisher, settings, clock),
             id="sweeps",
             max_instances=1,
             coalesce=True,
+            # APScheduler times ticks by the wall clock; sweeps ask ``clock`` what now is.
             next_run_time=utcnow(),
         )
 
-    async def _tick(self, pool: Pool, publisher: Publisher, settings: Settings) -> None:
+    async def _tick(
+        self, pool: Pool, publisher: Publisher, settings: Settings, clock: Clock
+    ) -> None:
         self._idle.clear()
         try:
-            await sweep_once(pool, publisher, settings)
+            await sweep_once(pool, publisher, settings, clock)
         finally:
             self._idle.set()
 
@@ -81,7 +85,9 @@ class SweepScheduler:
         self._scheduler.shutdown(wait=False)
 
 
-def start_scheduler(pool: Pool, publisher: Publisher, settings: Settings) -> SweepScheduler:
-    scheduler = SweepScheduler(pool, publisher, settings)
+def start_scheduler(
+    pool: Pool, publisher: Publisher, settings: Settings, clock: Clock
+) -> SweepScheduler:
+    scheduler = SweepScheduler(pool, publisher, settings, clock)
     scheduler.start()
     return scheduler

@@ -73,7 +73,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def api(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClient:
-    return await make_client(app_hook=clock.install, **SETTINGS)
+    return await make_client(clock=clock, **SETTINGS)
 
 
 @pytest.fixture
@@ -709,7 +709,7 @@ async def test_closing_a_seat_ends_a_stay_under_way_at_the_closing_time(
     admin: Student,
     clock: FrozenClock,
 ) -> None:
-    clock.now = at(10)  # half an hour into the checked-in stay [09:30, 11:00)
+    clock.set(at(10))  # half an hour into the checked-in stay [09:30, 11:00)
 
     await close_seat(api, admin, scene.seat, "MAINTENANCE")
 
@@ -1275,9 +1275,7 @@ async def cached_api(
     make_client: ClientFactory, redis_url: str, clock: FrozenClock
 ) -> httpx.AsyncClient:
     # A long TTL: only invalidation can end a cached answer while the test runs.
-    return await make_client(
-        app_hook=clock.install, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=120, **SETTINGS
-    )
+    return await make_client(clock=clock, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=120, **SETTINGS)
 
 
 @pytest.mark.redis

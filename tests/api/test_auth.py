@@ -13,13 +13,12 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import deps
 from app.models import Role
 from app.security import encode_token
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer, login, register
+from tests.factories import FrozenClock
 
 USER_FIELDS = {"id", "student_id", "name", "email", "role", "created_at"}
 PASSWORD = "correct horse"
@@ -60,18 +59,6 @@ async def post_login(
     return await client.post(
         "/auth/login", json={"student_id": student_id, "password": password}, **kwargs
     )
-
-
-def frozen_at(now: datetime) -> Callable[[FastAPI], None]:
-    """An ``app_hook`` that fixes the service's clock at ``now``."""
-
-    async def fixed_now() -> datetime:
-        return now
-
-    def hook(app: FastAPI) -> None:
-        app.dependency_overrides[deps.get_now] = fixed_now
-
-    return hook
 
 
 # --- register -------------------------------------------------------------------------
@@ -432,7 +419,7 @@ async def test_me_after_three_recent_no_shows_is_suspended_7_days_from_the_lates
     make_client: ClientFactory, db: asyncpg.Connection
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    client = await make_client(app_hook=frozen_at(now))
+    client = await make_client(clock=FrozenClock(now))
     user = await register(client, "S1000001")
     latest = now - timedelta(days=1)
     await insert_no_shows(
@@ -447,7 +434,7 @@ async def test_me_after_two_recent_no_shows_is_not_suspended(
     make_client: ClientFactory, db: asyncpg.Connection
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    client = await make_client(app_hook=frozen_at(now))
+    client = await make_client(clock=FrozenClock(now))
     user = await register(client, "S1000001")
     await insert_no_shows(db, user["id"], [now - timedelta(days=2), now - timedelta(days=1)])
     response = await client.get("/auth/me", headers=bearer(await login(client, "S1000001")))

@@ -21,33 +21,17 @@ from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 
 from app.cache import SeatCache
-from app.deps import app_state, get_now
+from app.deps import app_state
 from app.jobs import sweeps
 from app.models import Role
 from app.security import encode_token
 from tests.api.test_seats import add_branch, add_seat, add_user, at, book, iso
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer
+from tests.factories import FrozenClock
 
 NOW = at(9, 30)
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 KEY_PREFIX = "dlsms:seats:v1:"
-
-
-@dataclass
-class Clock:
-    """The service's clock in these tests; move it by assigning ``now``."""
-
-    now: datetime
-
-
-def frozen_at(clock: Clock) -> Callable[[FastAPI], None]:
-    async def clock_now() -> datetime:
-        return clock.now
-
-    def hook(app: FastAPI) -> None:
-        app.dependency_overrides[get_now] = clock_now
-
-    return hook
 
 
 @dataclass(frozen=True)
@@ -59,8 +43,8 @@ class Library:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
 
 
 @pytest.fixture
@@ -88,11 +72,11 @@ CACHE_SECONDS = 120
 
 
 @pytest.fixture
-async def cached(make_client: ClientFactory, redis_url: str, clock: Clock) -> httpx.AsyncClient:
+async def cached(
+    make_client: ClientFactory, redis_url: str, clock: FrozenClock
+) -> httpx.AsyncClient:
     """A client for an app with the Redis cache, its clock frozen at ``clock``."""
-    return await make_client(
-        app_hook=frozen_at(clock), REDIS_URL=redis_url, SEAT_CACHE_SECONDS=CACHE_SECONDS
-    )
+    return await make_client(clock=clock, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=CACHE_SECONDS)
 
 
 @pytest.fixture
@@ -251,14 +235,14 @@ async def test_checkin_moves_the_seat_from_reserved_now_to_occupied_now(
 
 @pytest.mark.redis
 async def test_checkout_frees_the_rest_of_the_interval_in_the_next_listings(
-    cached: httpx.AsyncClient, library: Library, clock: Clock
+    cached: httpx.AsyncClient, library: Library, clock: FrozenClock
 ) -> None:
     reservation = await reserve(cached, library, library.m1, NOW, at(11, 30))
     checkin = await cached.post(
         f"/reservations/{reservation['id']}/checkin", headers=library.student
     )
     assert checkin.status_code == 200, checkin.text
-    clock.now = at(10)
+    clock.set(at(10))
     rest = interval(at(10), at(11, 30))
     assert (await listed(cached, library.m1, **rest) or {})["available"] is False
     assert await listed(cached, library.m1, available_only="true") is None
@@ -277,12 +261,10 @@ async def test_checkout_frees_the_rest_of_the_interval_in_the_next_listings(
 
 @pytest.mark.redis
 async def test_a_booking_on_one_instance_invalidates_listings_cached_by_another(
-    make_client: ClientFactory, redis_url: str, clock: Clock, library: Library
+    make_client: ClientFactory, redis_url: str, clock: FrozenClock, library: Library
 ) -> None:
     first, second = [
-        await make_client(
-            app_hook=frozen_at(clock), REDIS_URL=redis_url, SEAT_CACHE_SECONDS=CACHE_SECONDS
-        )
+        await make_client(clock=clock, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=CACHE_SECONDS)
         for _ in range(2)
     ]
     asked = interval(at(10), at(11))
@@ -301,7 +283,7 @@ async def test_a_booking_on_one_instance_invalidates_listings_cached_by_another(
 async def test_listings_are_served_from_redis_until_a_write_invalidates_them(
     cached: httpx.AsyncClient,
     make_client: ClientFactory,
-    clock: Clock,
+    clock: FrozenClock,
     library: Library,
     db: asyncpg.Connection,
     redis: Redis,
@@ -315,7 +297,7 @@ async def test_listings_are_served_from_redis_until_a_write_invalidates_them(
 
     assert (await listed(cached, library.m1, branch="Main") or {})["has_power"] is False
     assert await branch_counts(cached) == counts(available=2, power=0)
-    uncached = await make_client(app_hook=frozen_at(clock))
+    uncached = await make_client(clock=clock)
     assert (await listed(uncached, library.m1, branch="Main") or {})["has_power"] is True
     assert await branch_counts(uncached) == counts(available=2, power=1)
 
@@ -370,7 +352,7 @@ async def test_a_branch_written_with_spaces_is_not_served_stale_after_a_booking(
 )
 async def test_an_answer_about_now_is_not_served_past_the_next_start_or_end(
     cached: httpx.AsyncClient,
-    clock: Clock,
+    clock: FrozenClock,
     library: Library,
     db: asyncpg.Connection,
     start: datetime,
@@ -386,12 +368,12 @@ async def test_an_answer_about_now_is_not_served_past_the_next_start_or_end(
     # A marker only the database knows: the answers below show it once they are recomputed.
     await db.execute("UPDATE seats SET has_power = true WHERE id = $1", library.m2)
 
-    clock.now = at(9, 40) - timedelta(seconds=1)
+    clock.set(at(9, 40) - timedelta(seconds=1))
     assert (await listed(cached, library.m1) or {})["available"] is available_before
     assert (await listed(cached, library.m2) or {})["has_power"] is False  # still cached
     assert await branch_counts(cached) == counts(available=1 + available_before, reserved=reserved)
 
-    clock.now = at(9, 40)
+    clock.set(at(9, 40))
     assert (await listed(cached, library.m1) or {})["available"] is not available_before
     assert (await listed(cached, library.m2) or {})["has_power"] is True
     assert await branch_counts(cached) == counts(
@@ -399,17 +381,15 @@ async def test_an_answer_about_now_is_not_served_past_the_next_start_or_end(
     )
 
 
-def with_sweep_route(clock: Clock) -> Callable[[FastAPI], None]:
-    """A frozen clock, plus POST /_test/sweep: the background sweeps, once, at ``clock``."""
+def with_sweep_route(clock: FrozenClock) -> Callable[[FastAPI], None]:
+    """POST /_test/sweep: the background sweeps, once, at ``clock``."""
 
     def hook(app: FastAPI) -> None:
-        frozen_at(clock)(app)
-
         @app.post("/_test/sweep")
         async def sweep(request: Request) -> dict[str, int]:
             state = app_state(request)
             result = await sweeps.run_all(
-                state["pool"], state["publisher"], state["settings"], now=clock.now
+                state["pool"], state["publisher"], state["settings"], now=clock.now()
             )
             return dataclasses.asdict(result)
 
@@ -428,7 +408,7 @@ async def test_a_sweep_on_another_instance_frees_the_seat_in_cached_listings(
     cached: httpx.AsyncClient,
     make_client: ClientFactory,
     redis_url: str,
-    clock: Clock,
+    clock: FrozenClock,
     library: Library,
     db: asyncpg.Connection,
     status: str,
@@ -447,7 +427,7 @@ async def test_a_sweep_on_another_instance_frees_the_seat_in_cached_listings(
         status,
         offer_expires_at,
     )
-    sweeper = await make_client(app_hook=with_sweep_route(clock), REDIS_URL=redis_url)
+    sweeper = await make_client(app_hook=with_sweep_route(clock), clock=clock, REDIS_URL=redis_url)
     assert await listed(cached, library.m1, available_only="true") is None
     assert await branch_counts(cached) == counts(available=1, reserved=1)
 
@@ -463,11 +443,14 @@ async def test_a_sweep_on_another_instance_frees_the_seat_in_cached_listings(
 
 
 async def test_everything_answers_quickly_and_a_warning_names_the_cache_when_redis_is_down(
-    make_client: ClientFactory, clock: Clock, library: Library, caplog: pytest.LogCaptureFixture
+    make_client: ClientFactory,
+    clock: FrozenClock,
+    library: Library,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     started = time.monotonic()
-    client = await make_client(app_hook=frozen_at(clock), REDIS_URL=DEAD_REDIS_URL)
+    client = await make_client(clock=clock, REDIS_URL=DEAD_REDIS_URL)
 
     assert await listed(client, library.m1, available_only="true") is not None
     assert await branch_counts(client) == counts(available=2)

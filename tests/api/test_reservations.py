@@ -75,7 +75,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def api(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClient:
-    return await make_client(app_hook=clock.install)
+    return await make_client(clock=clock)
 
 
 @pytest.fixture
@@ -338,7 +338,7 @@ async def test_booking_starting_one_second_beyond_the_horizon_is_invalid_interva
 async def test_booking_rules_follow_the_settings(
     make_client: ClientFactory, clock: FrozenClock, library: Library, alice: Student
 ) -> None:
-    api = await make_client(app_hook=clock.install, MAX_RESERVATION_HOURS=1, BOOKING_HORIZON_DAYS=2)
+    api = await make_client(clock=clock, MAX_RESERVATION_HOURS=1, BOOKING_HORIZON_DAYS=2)
     assert (await reserve(api, alice, library.a1, T10, T11)).status_code == 201
     too_long = await reserve(api, alice, library.a2, T12, T12 + HOUR + SECOND)
     assert_error(too_long, 422, "invalid_interval")
@@ -478,15 +478,15 @@ async def test_a_suspension_ends_exactly_seven_days_after_the_latest_no_show(
 ) -> None:
     latest = NOW - 2 * DAY
     await add_no_shows(db, alice, library.a2, [latest - 2 * DAY, latest - DAY, latest])
-    clock.now = latest + 7 * DAY - SECOND
+    clock.set(latest + 7 * DAY - SECOND)
     refused = assert_error(
-        await reserve(api, alice, library.a1, clock.now + HOUR, clock.now + 2 * HOUR),
+        await reserve(api, alice, library.a1, clock.now() + HOUR, clock.now() + 2 * HOUR),
         403,
         "suspended",
     )
     assert refused["suspended_until"] == iso(latest + 7 * DAY)
-    clock.now = latest + 7 * DAY
-    await booked(api, alice, library.a1, clock.now + HOUR, clock.now + 2 * HOUR)
+    clock.set(latest + 7 * DAY)
+    await booked(api, alice, library.a1, clock.now() + HOUR, clock.now() + 2 * HOUR)
 
 
 async def test_the_no_show_limit_follows_the_settings(
@@ -496,7 +496,7 @@ async def test_the_no_show_limit_follows_the_settings(
     library: Library,
     alice: Student,
 ) -> None:
-    api = await make_client(app_hook=clock.install, NO_SHOW_LIMIT=1, SUSPENSION_DAYS=2)
+    api = await make_client(clock=clock, NO_SHOW_LIMIT=1, SUSPENSION_DAYS=2)
     await add_no_shows(db, alice, library.a2, [NOW - DAY])
     body = assert_error(await reserve(api, alice, library.a1), 403, "suspended")
     assert body["suspended_until"] == iso(NOW + DAY)
@@ -897,7 +897,7 @@ async def test_checkin_inside_the_window_checks_in(
     alices_booking: int,
     offset: timedelta,
 ) -> None:
-    clock.now = T10 + offset
+    clock.set(T10 + offset)
     response = await api.post(f"/reservations/{alices_booking}/checkin", headers=alice.headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -920,7 +920,7 @@ async def test_checkin_outside_the_window_is_checkin_window(
     alices_booking: int,
     offset: timedelta,
 ) -> None:
-    clock.now = T10 + offset
+    clock.set(T10 + offset)
     response = await api.post(f"/reservations/{alices_booking}/checkin", headers=alice.headers)
     body = assert_error(response, 409, "checkin_window")
     assert body["check_in_opens_at"] == iso(T10 - 15 * MINUTE)
@@ -934,23 +934,23 @@ async def test_checkin_window_follows_the_settings(
     library: Library,
     alice: Student,
 ) -> None:
-    api = await make_client(app_hook=clock.install, CHECKIN_EARLY_MINUTES=5, GRACE_MINUTES=0.05)
+    api = await make_client(clock=clock, CHECKIN_EARLY_MINUTES=5, GRACE_MINUTES=0.05)
     created = await booked(api, alice, library.a1)
     assert created["check_in_opens_at"] == iso(T10 - 5 * MINUTE)
     assert created["check_in_deadline"] == iso(T10 + 3 * SECOND)
     path = f"/reservations/{created['id']}/checkin"
-    clock.now = T10 - 5 * MINUTE - SECOND
+    clock.set(T10 - 5 * MINUTE - SECOND)
     assert_error(await api.post(path, headers=alice.headers), 409, "checkin_window")
-    clock.now = T10 + 4 * SECOND
+    clock.set(T10 + 4 * SECOND)
     assert_error(await api.post(path, headers=alice.headers), 409, "checkin_window")
-    clock.now = T10 + 3 * SECOND
+    clock.set(T10 + 3 * SECOND)
     assert (await api.post(path, headers=alice.headers)).status_code == 200
 
 
 async def test_checking_in_twice_is_invalid_state(
     api: httpx.AsyncClient, clock: FrozenClock, alice: Student, alices_booking: int
 ) -> None:
-    clock.now = T10
+    clock.set(T10)
     path = f"/reservations/{alices_booking}/checkin"
     first = await api.post(path, headers=alice.headers)
     assert first.status_code == 200
@@ -974,7 +974,7 @@ async def test_checkin_of_a_reservation_that_is_not_confirmed_is_invalid_state(
         )
         for status in statuses
     }
-    clock.now = T10
+    clock.set(T10)
     outcomes = {
         status: outcome(
             await api.post(f"/reservations/{reservation}/checkin", headers=alice.headers)
@@ -995,7 +995,7 @@ async def test_checkin_of_a_no_show_after_the_deadline_is_invalid_state_not_chec
     reservation = await add_reservation(
         db, user_id=alice.id, seat_id=library.a1, start=T10, end=T11, status="NO_SHOW"
     )
-    clock.now = T10 + 20 * MINUTE
+    clock.set(T10 + 20 * MINUTE)
     response = await api.post(f"/reservations/{reservation}/checkin", headers=alice.headers)
     assert_error(response, 409, "invalid_state")
 
@@ -1007,7 +1007,7 @@ async def test_checkin_of_someone_elses_reservation_is_not_found(
     bob: Student,
     alices_booking: int,
 ) -> None:
-    clock.now = T10
+    clock.set(T10)
     response = await api.post(f"/reservations/{alices_booking}/checkin", headers=bob.headers)
     assert_error(response, 404, "not_found")
     assert await reservation_status(db, alices_booking) == "CONFIRMED"
@@ -1020,10 +1020,10 @@ async def test_checkout_completes_cuts_the_end_to_now_and_frees_the_rest(
     api: httpx.AsyncClient, clock: FrozenClock, library: Library, alice: Student, bob: Student
 ) -> None:
     created = await booked(api, alice, library.a1, T10, T12)
-    clock.now = T10
+    clock.set(T10)
     checked_in = await api.post(f"/reservations/{created['id']}/checkin", headers=alice.headers)
     assert checked_in.status_code == 200
-    clock.now = at(10, 20)
+    clock.set(at(10, 20))
     response = await api.post(f"/reservations/{created['id']}/checkout", headers=alice.headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -1045,7 +1045,7 @@ async def test_checkout_after_the_end_keeps_the_booked_end(
     reservation = await add_reservation(
         db, user_id=alice.id, seat_id=library.a1, start=T10, end=T11, status="CHECKED_IN"
     )
-    clock.now = T11 + 5 * MINUTE
+    clock.set(T11 + 5 * MINUTE)
     response = await api.post(f"/reservations/{reservation}/checkout", headers=alice.headers)
     assert response.status_code == 200, response.text
     assert (response.json()["status"], response.json()["end_time"]) == ("COMPLETED", iso(T11))
@@ -1060,10 +1060,10 @@ async def test_checkout_before_the_start_has_passed_is_invalid_state(
     alices_booking: int,
     offset: timedelta,
 ) -> None:
-    clock.now = T10 - 10 * MINUTE
+    clock.set(T10 - 10 * MINUTE)
     checkin = await api.post(f"/reservations/{alices_booking}/checkin", headers=alice.headers)
     assert checkin.status_code == 200
-    clock.now = T10 + offset
+    clock.set(T10 + offset)
     response = await api.post(f"/reservations/{alices_booking}/checkout", headers=alice.headers)
     assert_error(response, 409, "invalid_state")
     assert await reservation_status(db, alices_booking) == "CHECKED_IN"
@@ -1090,7 +1090,7 @@ async def test_checkout_of_a_reservation_that_is_not_checked_in_is_invalid_state
         )
         for status, (start, end) in starts.items()
     }
-    clock.now = T10 + 5 * MINUTE
+    clock.set(T10 + 5 * MINUTE)
     outcomes = {
         status: outcome(
             await api.post(f"/reservations/{reservation}/checkout", headers=alice.headers)
@@ -1112,7 +1112,7 @@ async def test_checkout_of_someone_elses_reservation_is_not_found(
     reservation = await add_reservation(
         db, user_id=alice.id, seat_id=library.a1, start=T10, end=T11, status="CHECKED_IN"
     )
-    clock.now = T10 + 5 * MINUTE
+    clock.set(T10 + 5 * MINUTE)
     response = await api.post(f"/reservations/{reservation}/checkout", headers=bob.headers)
     assert_error(response, 404, "not_found")
     assert await reservation_status(db, reservation) == "CHECKED_IN"
@@ -1185,7 +1185,7 @@ async def test_cancelling_a_reservation_that_is_neither_held_nor_confirmed_is_in
 async def test_cancelling_a_confirmed_reservation_at_its_checkin_deadline_is_allowed(
     api: httpx.AsyncClient, clock: FrozenClock, alice: Student, alices_booking: int
 ) -> None:
-    clock.now = T10 + 15 * MINUTE
+    clock.set(T10 + 15 * MINUTE)
     response = await api.delete(f"/reservations/{alices_booking}", headers=alice.headers)
     assert response.status_code == 200, response.text
     assert response.json()["cancelled_at"] == iso(T10 + 15 * MINUTE)
@@ -1198,7 +1198,7 @@ async def test_cancelling_a_confirmed_reservation_after_its_checkin_deadline_is_
     alice: Student,
     alices_booking: int,
 ) -> None:
-    clock.now = T10 + 15 * MINUTE + SECOND
+    clock.set(T10 + 15 * MINUTE + SECOND)
     response = await api.delete(f"/reservations/{alices_booking}", headers=alice.headers)
     assert_error(response, 409, "invalid_state")
     assert await reservation_status(db, alices_booking) == "CONFIRMED"

@@ -6,10 +6,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from app.deps import get_now
 from tests.conftest import ClientFactory
+from tests.factories import FrozenClock
 
 # Dec 1, 09:30 UTC: between the 09:00-10:00 bookings the tests make.
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -25,13 +24,7 @@ def iso(moment: datetime) -> str:
 
 @pytest.fixture
 async def seats_client(make_client: ClientFactory) -> httpx.AsyncClient:
-    def freeze_clock(app: FastAPI) -> None:
-        async def fixed_now() -> datetime:
-            return NOW
-
-        app.dependency_overrides[get_now] = fixed_now
-
-    return await make_client(app_hook=freeze_clock)
+    return await make_client(clock=FrozenClock(NOW))
 
 
 async def add_branch(db: asyncpg.Connection, name: str, timezone: str = "UTC") -> int:

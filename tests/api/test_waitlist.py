@@ -84,7 +84,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def api(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClient:
-    return await make_client(app_hook=clock.install, **SETTINGS)
+    return await make_client(clock=clock, **SETTINGS)
 
 
 @pytest.fixture
@@ -806,7 +806,7 @@ async def test_an_offer_can_be_claimed_up_to_its_deadline(
     outcome: tuple[int, str | None],
 ) -> None:
     [offer] = await offered_to(api, db, library, alice, [bob])
-    clock.now = NOW + CLAIM + after_deadline
+    clock.set(NOW + CLAIM + after_deadline)
 
     response = await api.post(f"/waitlist/{offer['id']}/claim", headers=bob.headers)
 
@@ -825,9 +825,9 @@ async def test_claiming_an_offer_that_the_sweep_expired_is_offer_expired(
     bob: Student,
 ) -> None:
     [offer] = await offered_to(api, db, library, alice, [bob])
-    clock.now = NOW + CLAIM + SECOND
+    clock.set(NOW + CLAIM + SECOND)
     async with sweeper(database_url) as sweep:
-        assert (await sweep(clock.now)).expired_offers == 1
+        assert (await sweep(clock.now())).expired_offers == 1
 
     response = await api.post(f"/waitlist/{offer['id']}/claim", headers=bob.headers)
 
@@ -909,7 +909,7 @@ async def test_checkout_releases_the_rest_of_the_slot_to_the_waitlist(
 ) -> None:
     sitting = await occupy(db, library.a1, T10, T12, user_id=alice.id, status="CHECKED_IN")
     entry = await joined(api, bob, seat_id=library.a1, start=T11, end=T12)
-    clock.now = at(10, 30)
+    clock.set(at(10, 30))
 
     response = await api.post(f"/reservations/{sitting}/checkout", headers=alice.headers)
 
@@ -933,9 +933,9 @@ async def test_an_offer_made_when_a_no_show_frees_the_seat_can_be_claimed_and_ch
 ) -> None:
     missed = await occupy(db, library.a1, T10, T11, user_id=alice.id)
     entry = await joined(api, bob, seat_id=library.a1, start=T10, end=T11)
-    clock.now = T10 + GRACE + SECOND
+    clock.set(T10 + GRACE + SECOND)
     async with sweeper(database_url) as sweep:
-        assert (await sweep(clock.now)).no_shows == 1
+        assert (await sweep(clock.now())).no_shows == 1
         assert (await reservation_row(db, missed))["status"] == "NO_SHOW"
         offer = await my_entry(api, bob, entry["id"])
         assert offer["status"] == "OFFERED"
@@ -949,7 +949,7 @@ async def test_an_offer_made_when_a_no_show_frees_the_seat_can_be_claimed_and_ch
         assert checkin.status_code == 200, checkin.text
         assert checkin.json()["status"] == "CHECKED_IN"
         # ...and the next sweep must not count his claimed seat as a no-show.
-        assert (await sweep(clock.now + MINUTE)).no_shows == 0
+        assert (await sweep(clock.now() + MINUTE)).no_shows == 0
 
 
 async def test_an_offer_made_at_checkout_can_be_claimed_and_checked_in(
@@ -962,7 +962,7 @@ async def test_an_offer_made_at_checkout_can_be_claimed_and_checked_in(
 ) -> None:
     sitting = await occupy(db, library.a1, T10, T11, user_id=alice.id, status="CHECKED_IN")
     entry = await joined(api, bob, seat_id=library.a1, start=T10, end=T11)
-    clock.now = at(10, 30)
+    clock.set(at(10, 30))
     checkout = await api.post(f"/reservations/{sitting}/checkout", headers=alice.headers)
     assert checkout.status_code == 200, checkout.text
     assert (await my_entry(api, bob, entry["id"]))["status"] == "OFFERED"
@@ -1151,11 +1151,11 @@ async def test_booking_is_possible_again_once_the_suspension_ends(
     later_slot = {"seat_id": library.a1, "start_time": iso(ends + HOUR)}
     body = {**later_slot, "end_time": iso(ends + 2 * HOUR)}
 
-    clock.now = ends - SECOND
+    clock.set(ends - SECOND)
     refused = await api.post("/reservations", json=body, headers=bob.headers)
     assert assert_error(refused, 403, "suspended")["suspended_until"] == iso(ends)
 
-    clock.now = ends
+    clock.set(ends)
     assert (await me(api, bob))["suspended_until"] is None
     accepted = await api.post("/reservations", json=body, headers=bob.headers)
     assert accepted.status_code == 201, accepted.text

@@ -295,7 +295,7 @@ async def callers(db: asyncpg.Connection) -> Callers:
 @pytest.fixture
 async def api(make_client: ClientFactory) -> httpx.AsyncClient:
     # A high limit: the probes fail many logins from one address, and must reach the parser.
-    return await make_client(app_hook=FrozenClock(NOW).install, LOGIN_RATE_LIMIT=10_000)
+    return await make_client(clock=FrozenClock(NOW), LOGIN_RATE_LIMIT=10_000)
 
 
 async def send(api: httpx.AsyncClient, probe: Probe, callers: Callers) -> httpx.Response:

@@ -148,9 +148,9 @@ def app(db: asyncpg.Connection, database_url: str, redis_url: str) -> Iterator[F
     app = create_app(
         make_settings(
             database_url, REDIS_URL=redis_url, LOGIN_RATE_LIMIT=1_000_000, DB_POOL_MAX_SIZE=4
-        )
+        ),
+        clock=FrozenClock(NOW),
     )
-    FrozenClock(NOW).install(app)
     try:
         yield app
     finally:

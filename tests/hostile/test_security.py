@@ -172,7 +172,7 @@ STUDENT_ROUTES = PROTECTED[:3]
 
 @pytest.fixture
 async def api(make_client: ClientFactory) -> httpx.AsyncClient:
-    return await make_client(app_hook=FrozenClock(NOW).install)
+    return await make_client(clock=FrozenClock(NOW))
 
 
 @pytest.fixture

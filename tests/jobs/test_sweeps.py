@@ -20,9 +20,16 @@ from app.jobs import scheduler, sweeps
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
 from app.settings import Settings
-from app.timeutil import utcnow
 from tests.conftest import make_settings
-from tests.factories import add_branch, add_reservation, add_seat, add_user, iso
+from tests.factories import (
+    FrozenClock,
+    add_branch,
+    add_reservation,
+    add_seat,
+    add_user,
+    eventually,
+    iso,
+)
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -765,7 +772,7 @@ async def test_failing_sweep_is_logged_and_does_not_stop_the_scheduler(
     await pool.close()
 
     with caplog.at_level(logging.ERROR, logger="app.jobs.scheduler"):
-        await scheduler.sweep_once(pool, publisher, settings)  # does not raise
+        await scheduler.sweep_once(pool, publisher, settings, FrozenClock(NOW))  # no raise
 
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
@@ -773,15 +780,36 @@ async def test_failing_sweep_is_logged_and_does_not_stop_the_scheduler(
     assert errors[0].exc_info is not None
 
 
-async def test_scheduler_tick_sweeps_on_the_real_clock(
-    db: asyncpg.Connection, pool: Pool, publisher: Publisher, settings: Settings, seat: Seat
+async def test_scheduler_sweeps_on_every_tick_at_the_apps_clock(
+    db: asyncpg.Connection, pool: Pool, publisher: Publisher, database_url: str, seat: Seat
 ) -> None:
+    # The real APScheduler wiring, ticking every 50 ms, on a clock frozen at NOW: a
+    # reservation missed before it starts is swept by the first tick, and one added
+    # after that tick by a later one (the interval job keeps running).
+    settings = make_settings(database_url, GRACE_MINUTES=15, SWEEP_INTERVAL_SECONDS=0.05)
     owner = await add_user(db, "S0000001")
-    start = utcnow() - HOUR
-    missed = await add_reservation(
-        db, user_id=owner, seat_id=seat.seat_id, start=start, end=start + 30 * MINUTE
+    first = await add_reservation(
+        db, user_id=owner, seat_id=seat.seat_id, start=NOW - HOUR, end=NOW - 30 * MINUTE
     )
 
-    await scheduler.sweep_once(pool, publisher, settings)
-
-    assert (await reservation(db, missed))["status"] == "NO_SHOW"
+    sweeper = scheduler.start_scheduler(pool, publisher, settings, FrozenClock(NOW))
+    try:
+        await eventually(
+            lambda: reservation(db, first),
+            lambda row: row["status"] == "NO_SHOW",
+            within=10,
+            interval=0.02,
+            what="the first tick sweeps the missed reservation",
+        )
+        second = await add_reservation(
+            db, user_id=owner, seat_id=seat.seat_id, start=NOW - 2 * HOUR, end=NOW - 90 * MINUTE
+        )
+        await eventually(
+            lambda: reservation(db, second),
+            lambda row: row["status"] == "NO_SHOW",
+            within=10,
+            interval=0.02,
+            what="a later tick sweeps the reservation added after the first",
+        )
+    finally:
+        await sweeper.stop(grace_seconds=5)

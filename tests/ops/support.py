@@ -8,10 +8,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -22,9 +21,8 @@ from redis.asyncio import Redis
 
 from app.timeutil import utcnow
 from tests.factories import Student, iso
+from tests.factories import eventually as eventually  # where the ops tests import it from
 from tests.realtime.servers import free_port
-
-T = TypeVar("T")
 
 NOTIFICATIONS = "/notifications/stream"
 
@@ -93,26 +91,6 @@ class PrivateRedis:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    within: float,
-    interval: float = 0.1,
-    what: str,
-) -> T:
-    """Call ``probe`` until ``accept`` takes its answer; fail naming ``what`` and the last
-    answer when ``within`` seconds pass first."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = await probe()
-        if accept(answer):
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s; last seen {answer!r}")
-        await asyncio.sleep(interval)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

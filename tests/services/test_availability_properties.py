@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.models import ACTIVE_RESERVATION_STATUSES
-from tests.api.test_cache import Clock, frozen_at
 from tests.api.test_seats import add_branch, add_seat, add_user
 from tests.conftest import ClientFactory
+from tests.factories import FrozenClock
 
 DAY_START = datetime(2026, 12, 1, 8, tzinfo=UTC)  # minute 0 of the grid
 GRID_MINUTES = 8 * 60
@@ -171,14 +171,14 @@ async def arena(db: asyncpg.Connection) -> Arena:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(moment(0))
+def clock() -> FrozenClock:
+    return FrozenClock(moment(0))
 
 
 @pytest.fixture
-async def plain(make_client: ClientFactory, clock: Clock) -> httpx.AsyncClient:
+async def plain(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClient:
     """A client without Redis: every answer comes from PostgreSQL."""
-    return await make_client(app_hook=frozen_at(clock))
+    return await make_client(clock=clock)
 
 
 async def arrange(db: asyncpg.Connection, arena: Arena, case: Case) -> None:
@@ -285,13 +285,13 @@ async def test_availability_now_agrees_with_brute_force(
     plain: httpx.AsyncClient,
     db: asyncpg.Connection,
     arena: Arena,
-    clock: Clock,
+    clock: FrozenClock,
     scenario: tuple[Case, list[int]],
 ) -> None:
     case, moments_asked = scenario
     await arrange(db, arena, case)
     for minute in moments_asked:
-        clock.now = moment(minute)
+        clock.set(moment(minute))
         seats = list(enumerate(arena.seat_ids))
         expected = {seat_id: case.available_at(seat, minute) for seat, seat_id in seats}
         holders = [case.holder_at(seat, minute) for seat in range(SEATS)]
