@@ -133,6 +133,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             log_level=settings.LOG_LEVEL.lower(),
             log_config=None,  # our JSON handler (app/logs.py) formats uvicorn's lines too
             timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS),
+            # create_app applies X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS: one place.
+            proxy_headers=False,
         )
 
 

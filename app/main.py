@@ -10,6 +10,7 @@ import anyio
 from fastapi import FastAPI
 from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import metrics
 from app.bodylimit import BodySizeLimitMiddleware
@@ -84,6 +85,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: the login limits (and everything else) see the client behind a trusted
+    # proxy, never the proxy. Here rather than in the server, so that `dlsms serve` (which
+    # turns uvicorn's own off) and plain uvicorn agree; plain uvicorn runs the same
+    # middleware first, from the same FORWARDED_ALLOW_IPS, and this second pass then
+    # arrives at the same client again.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.FORWARDED_ALLOW_IPS)
     return app
 
 
