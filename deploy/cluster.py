@@ -52,7 +52,8 @@ http {{
         ""      $request_id;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {address}:{port};
+        proxy_bind {address};   # the instances see (and trust, FORWARDED_ALLOW_IPS) this
         client_max_body_size 64k;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -89,13 +90,15 @@ def nginx_binary() -> str:
     return found
 
 
-def render_nginx_conf(directory: Path, port: int, app_ports: list[int]) -> Path:
+def render_nginx_conf(
+    directory: Path, port: int, app_ports: list[int], address: str = "127.0.0.1"
+) -> Path:
     servers = "\n".join(
         f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in app_ports
     )
     conf = directory / "nginx.conf"
     (directory / "tmp").mkdir(parents=True, exist_ok=True)
-    conf.write_text(NGINX_CONF.format(dir=directory, servers=servers, port=port))
+    conf.write_text(NGINX_CONF.format(dir=directory, servers=servers, port=port, address=address))
     return conf
 
 
@@ -119,22 +122,34 @@ class Cluster:
     port: int
     app_ports: list[int] = field(default_factory=list)
     app_pids: list[int] = field(default_factory=list)
+    address: str = "127.0.0.1"  # where nginx listens and connects to the instances from
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def instance_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.app_ports]
 
     def save(self) -> None:
-        state = {"port": self.port, "app_ports": self.app_ports, "app_pids": self.app_pids}
+        state = {
+            "port": self.port,
+            "app_ports": self.app_ports,
+            "app_pids": self.app_pids,
+            "address": self.address,
+        }
         (self.directory / "cluster.json").write_text(json.dumps(state))
 
     @classmethod
     def load(cls, directory: Path) -> "Cluster":
         state = json.loads((directory / "cluster.json").read_text())
-        return cls(directory, state["port"], state["app_ports"], state["app_pids"])
+        return cls(
+            directory,
+            state["port"],
+            state["app_ports"],
+            state["app_pids"],
+            state.get("address", "127.0.0.1"),
+        )
 
 
 def start(
@@ -144,13 +159,18 @@ def start(
     port: int | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    address: str = "127.0.0.1",
 ) -> Cluster:
-    """Start ``instances`` app processes and nginx in front; wait until all are ready."""
+    """Start ``instances`` app processes and nginx in front; wait until all are ready.
+    nginx listens on ``address`` and connects to the instances from it."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
         raise SystemExit(f"a cluster is already recorded in {directory}; stop it first")
-    cluster = Cluster(directory, port or free_port())
+    cluster = Cluster(directory, port or free_port(), address=address)
     environment = {**os.environ, **(env or {})}
+    # As in docker-compose.yml: the instances take the client address from X-Forwarded-For
+    # when their nginx (and only it) says so, unless the environment says otherwise.
+    environment.setdefault("FORWARDED_ALLOW_IPS", address)
     try:
         for i in range(instances):
             app_port = free_port()
@@ -166,7 +186,7 @@ def start(
             cluster.save()
         for url in cluster.instance_urls():
             _wait_ready(url, timeout)
-        conf = render_nginx_conf(directory, cluster.port, cluster.app_ports)
+        conf = render_nginx_conf(directory, cluster.port, cluster.app_ports, address)
         subprocess.run([nginx_binary(), "-c", str(conf), "-p", str(directory)], check=True)
         _wait_ready(cluster.url, timeout)
     except BaseException:
@@ -220,12 +240,17 @@ def main() -> None:
     start_cmd = sub.add_parser("start")
     start_cmd.add_argument("instances", type=int)
     start_cmd.add_argument("--port", type=int, default=None)
+    start_cmd.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="loopback address nginx listens on and proxies from (e.g. 127.0.0.2)",
+    )
     sub.add_parser("stop")
     sub.add_parser("status")
     args = parser.parse_args()
     directory = Path(os.environ.get("CLUSTER_DIR", "/tmp/dlsms-cluster"))  # noqa: S108
     if args.command == "start":
-        cluster = start(args.instances, directory=directory, port=args.port)
+        cluster = start(args.instances, directory=directory, port=args.port, address=args.address)
         print(f"{cluster.url} -> {', '.join(cluster.instance_urls())} (state in {directory})")
     elif args.command == "stop":
         stop(directory)
