@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 
-import bench  # noqa: E402
-from bench import JWT_SECRET, cpu_used, flush_redis_db, free_port, log  # noqa: E402, F401
+import harness  # noqa: E402
+from harness import JWT_SECRET, cpu_used, flush_redis_db, free_port, log  # noqa: E402, F401
 
 from app.models import Role  # noqa: E402
 from app.security import encode_token  # noqa: E402
@@ -63,7 +63,7 @@ def git_version() -> str:
 
 def cpu_snapshot(server_pid: int, db: str) -> dict[str, float]:
     """bench.py's CPU accounting for one server process tree."""
-    return bench.cpu_snapshot([server_pid], db)
+    return harness.cpu_snapshot([server_pid], db)
 
 
 # --------------------------------------------------------------------------- machine

@@ -21,13 +21,8 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import resource
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,24 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import harness
+import seed as seeding
+from harness import DATA, HERE, RUNS, VENV_BIN, log
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "deploy"))  # cluster.py, for --instances
-
-import seed as seeding  # noqa: E402
-
-from app.models import Role  # noqa: E402
-from app.security import encode_token  # noqa: E402
-
-DATA = HERE / ".data"
-RUNS = HERE / "runs"
 PROFILES = HERE / "profiles"
 LUA = HERE / "lua"
-VENV_BIN = Path(sys.executable).parent
-JWT_SECRET = "loadtest-only-secret-0123456789abcdef-not-for-production"  # noqa: S105
 REDIS_URL = "redis://127.0.0.1:6379/3"  # DB 3 only: 0 is the default, 15 the tests'
 SCENARIOS = ("listing-uncached", "listing-cached", "booking")
 # Calibration, not part of "all": /health of the service (middleware + SELECT 1), and two
@@ -69,23 +52,6 @@ TARGETS = {  # what the issue asks for at 50 connections (1 worker)
     "calib-asgi": "none (calibration: raw ASGI app, no database)",
     "calib-fastapi": "none (calibration: one-route FastAPI app, no database)",
 }
-
-
-def git_version() -> str:
-    """The commit under test, with "+dirty" when the working tree has changes in app/."""
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app", "alembic"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return f"{head}{'+dirty' if dirty else ''}" or "unknown"
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now().astimezone().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -107,7 +73,7 @@ async def seed_state(url: str) -> dict[str, Any] | None:
 
 async def write_inputs(url: str) -> dict[str, Path]:
     """Tokens for every seeded student, ACTIVE seat ids, branch names: one per line."""
-    conn = await connect(url)
+    conn = await harness.pg(url)
     try:
         users = await conn.fetch(
             "SELECT id, student_id FROM users WHERE role = 'student' ORDER BY id"
@@ -116,61 +82,22 @@ async def write_inputs(url: str) -> dict[str, Path]:
         branches = await conn.fetch("SELECT name FROM branches ORDER BY id")
     finally:
         await conn.close()
-    now = datetime.now(UTC)
-    tokens = [
-        encode_token(
-            secret=JWT_SECRET,
-            user_id=u["id"],
-            student_id=u["student_id"],
-            role=Role.STUDENT,
-            now=now,
-            ttl=timedelta(hours=24),
-        )[0]
-        for u in users
-    ]
+    tokens = harness.mint_tokens([(u["id"], u["student_id"]) for u in users])
     DATA.mkdir(exist_ok=True)
     files = {
         "tokens": DATA / "tokens.txt",
         "seats": DATA / "seats.txt",
         "branches": DATA / "branches.txt",
     }
-    files["tokens"].write_text("\n".join(tokens) + "\n")
+    files["tokens"].write_text("\n".join(tokens.values()) + "\n")
     files["seats"].write_text("\n".join(str(s["id"]) for s in seats) + "\n")
     files["branches"].write_text("\n".join(b["name"] for b in branches) + "\n")
     return files
 
 
-async def connect(url: str, attempts: int = 30) -> asyncpg.Connection:
-    """Connect, retrying for a while when the server is out of connection slots."""
-    for attempt in range(attempts):
-        try:
-            return await asyncpg.connect(url)
-        except asyncpg.TooManyConnectionsError:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1)
-    raise AssertionError("unreachable")
-
-
-async def connection_headroom(url: str) -> tuple[int, int]:
-    """Free PostgreSQL connection slots, and how many are in use (by anybody)."""
-    conn = await connect(url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT current_setting('max_connections')::int"
-            " - current_setting('superuser_reserved_connections')::int AS slots,"
-            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
-            " AS used"
-        )
-    finally:
-        await conn.close()
-    assert row is not None
-    return int(row["slots"]) - int(row["used"]), int(row["used"])
-
-
 async def booking_check(url: str, since_id: int) -> dict[str, int]:
     """Overlapping active pairs (must be 0) and what the run left in the table."""
-    conn = await connect(url)
+    conn = await harness.pg(url)
     try:
         seat = await conn.fetchval(seeding.OVERLAP_SEAT_SQL)
         user = await conn.fetchval(seeding.OVERLAP_USER_SQL)
@@ -190,167 +117,14 @@ async def booking_check(url: str, since_id: int) -> dict[str, int]:
 
 
 async def max_reservation_id(url: str) -> int:
-    conn = await connect(url)
+    conn = await harness.pg(url)
     try:
         return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM reservations"))
     finally:
         await conn.close()
 
 
-def flush_redis_db(url: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 # --------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``uvicorn app.main:app`` in its own session; stopped by its own pid/pgid only."""
-
-    def __init__(
-        self,
-        *,
-        database_url: str,
-        workers: int,
-        redis: bool,
-        log_path: Path,
-        extra_env: dict[str, str],
-        app: str = "app.main:app",
-    ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(
-            DATABASE_URL=database_url,
-            JWT_SECRET=JWT_SECRET,
-            DLSMS_ENV="production",
-            SCHEDULER_ENABLED="false",
-            LOG_LEVEL="WARNING",
-        )
-        if redis:
-            env["REDIS_URL"] = REDIS_URL
-        env.update(extra_env)
-        self.cmd = [
-            str(VENV_BIN / "uvicorn"),
-            app,
-            "--app-dir",
-            str(HERE if app != "app.main:app" else ROOT),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-        ]
-        self.log_path = log_path
-        self.log_file = log_path.open("w")
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}); see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.base + "/ready", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout}s; see {self.log_path}")
-
-    def worker_pids(self) -> list[int]:
-        """The processes serving requests: uvicorn's children with --workers > 1, else itself."""
-        import psutil
-
-        parent = psutil.Process(self.proc.pid)
-        kids = [
-            p.pid
-            for p in parent.children()
-            if "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
-        ]
-        return kids or [self.proc.pid]
-
-    def cpu_pids(self) -> list[int]:
-        return [self.proc.pid]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # The server leads its own process group (start_new_session): signal that group,
-            # which holds uvicorn and its workers and nothing else.
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log_file.close()
-
-
-class ClusterServer:
-    """``--instances N``: N single-worker instances behind nginx (deploy/cluster.py),
-    measured through nginx; the same interface as Server."""
-
-    def __init__(self, *, instances: int, database_url: str, redis: bool, name: str,
-                 extra_env: dict[str, str]) -> None:  # fmt: skip
-        import cluster
-
-        self._cluster_module = cluster
-        self.directory = RUNS / f"{name}.cluster"
-        env = {
-            "DATABASE_URL": database_url,
-            "JWT_SECRET": JWT_SECRET,
-            "DLSMS_ENV": "production",
-            "SCHEDULER_ENABLED": "false",
-            "LOG_LEVEL": "WARNING",
-            "REDIS_URL": REDIS_URL if redis else "",
-            **extra_env,
-        }
-        self.cluster = cluster.start(instances, directory=self.directory, env=env)
-        self.base = self.cluster.url
-        self.proc = subprocess.Popen(["true"])  # a stand-in for the log lines
-        self.proc.wait()
-        self.log_path = self.directory / "app0.log"
-
-    def wait_ready(self) -> None:
-        pass  # cluster.start waits for every instance and for nginx
-
-    def worker_pids(self) -> list[int]:
-        return list(self.cluster.app_pids)
-
-    def cpu_pids(self) -> list[int]:
-        nginx = self.directory / "nginx.pid"
-        return [*self.cluster.app_pids, *([int(nginx.read_text())] if nginx.exists() else [])]
-
-    def stop(self) -> None:
-        self._cluster_module.stop(self.directory)
 
 
 def http(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
@@ -369,60 +143,6 @@ def http(method: str, url: str, token: str, body: dict[str, Any] | None = None) 
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def cpu_snapshot(server_pids: list[int], db: str) -> dict[str, float]:
-    """CPU seconds so far of the server (all its processes), PostgreSQL and Redis.
-
-    PostgreSQL counts the backends connected to the bench database plus the shared
-    auxiliary processes (WAL writer, checkpointer, ...), not other databases' backends."""
-    import psutil
-
-    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
-    server = set(server_pids) | {
-        c.pid for pid in server_pids for c in psutil.Process(pid).children(recursive=True)
-    }
-    ours = re.compile(rf"^postgres: (\S+: )?(.* {re.escape(db)}( |$)|[a-z ]+$)")
-    for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
-        name, times = p.info["name"] or "", p.info["cpu_times"]
-        if times is None:
-            continue
-        title = " ".join(p.info["cmdline"] or [])
-        key = None
-        if p.info["pid"] in server:
-            key = "server"
-        elif name.startswith("postgres") and ours.match(title):
-            key = "postgres"
-        elif name.startswith("redis"):
-            key = "redis"
-        if key:
-            totals[key] += times.user + times.system
-    totals["machine"] = sum(psutil.cpu_times()[:3])  # user + nice + system, all cores
-    return totals
-
-
-def wait_for_quiet(limit: float, busy: float = 0.3) -> None:
-    """The machine is shared: wait (up to ``limit`` s) until others use < ``busy`` cores."""
-    import psutil
-
-    deadline = time.monotonic() + limit
-    while True:
-        cores = psutil.cpu_percent(interval=2) / 100 * (psutil.cpu_count() or 1)
-        if cores < busy:
-            return
-        if time.monotonic() > deadline:
-            log(f"  machine still busy ({cores:.2f} cores used by others); running anyway")
-            return
-        log(f"  machine busy ({cores:.2f} cores used by others); waiting")
-
-
-def cpu_used(before: dict[str, float], after: dict[str, float], secs: float) -> dict[str, float]:
-    """Average cores busy during the run, per component (exited processes are missed)."""
-    used = {k: round(max(after[k] - before.get(k, 0.0), 0.0) / secs, 2) for k in after}
-    used["others"] = round(
-        max(used["machine"] - used["server"] - used["postgres"] - used["redis"], 0.0), 2
-    )
-    return used
 
 
 # --------------------------------------------------------------------------- wrk
@@ -467,48 +187,16 @@ def wrk(
     return result
 
 
-def start_profiler(pid: int, seconds: float, name: str) -> subprocess.Popen[bytes]:
+def start_profiler(pid: int, seconds: float, name: str, fmt: str) -> subprocess.Popen[bytes]:
+    """py-spy on one worker: ``flamegraph`` (an SVG to look at) or ``raw`` (collapsed stacks
+    that profile.py counts). Both go to loadtest/profiles/, which git ignores."""
     PROFILES.mkdir(exist_ok=True)
-    svg = PROFILES / f"{name}.svg"
+    out = PROFILES / f"{name}.{'svg' if fmt == 'flamegraph' else 'txt'}"
     return subprocess.Popen(
         [
-            str(VENV_BIN / "py-spy"),
-            "record",
-            "-o",
-            str(svg),
-            "--pid",
-            str(pid),
-            "--duration",
-            str(int(seconds)),
-            "--nonblocking",
-            "--rate",
-            "200",
-            "--format",
-            "flamegraph",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def start_profiler_raw(pid: int, seconds: float, name: str) -> subprocess.Popen[bytes]:
-    """Collapsed stacks as well as the SVG, so hot spots can be counted (see profile.py)."""
-    PROFILES.mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [
-            str(VENV_BIN / "py-spy"),
-            "record",
-            "-o",
-            str(PROFILES / f"{name}.txt"),
-            "--pid",
-            str(pid),
-            "--duration",
-            str(int(seconds)),
-            "--nonblocking",
-            "--rate",
-            "200",
-            "--format",
-            "raw",
+            *(str(VENV_BIN / "py-spy"), "record", "-o", str(out), "--pid", str(pid)),
+            *("--duration", str(int(seconds)), "--nonblocking", "--rate", "200"),
+            *("--format", fmt),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -549,8 +237,7 @@ def run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str, 
 def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     url = seeding.db_url(args.server, args.db)
     # Wait for a quiet machine first, so that the seed is fresh when the run starts.
-    if args.quiet_wait > 0:
-        wait_for_quiet(args.quiet_wait)
+    quiet = harness.wait_for_quiet(args.quiet_wait)
     state = asyncio.run(seed_state(url))
     reseed = (
         state is None
@@ -562,7 +249,7 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
         log(f"seeding {url} (loadtest/seed.py defaults)")
         asyncio.run(seeding.seed(seeding.parse_args(["--server", args.server, "--db", args.db])))
     files = asyncio.run(write_inputs(url))
-    free, used = asyncio.run(connection_headroom(url))
+    free, used = asyncio.run(harness.connection_headroom(url))
     pool = int(dict(kv.split("=", 1) for kv in args.env).get("DB_POOL_MAX_SIZE", 20))
     if free < workers * pool:
         log(
@@ -571,33 +258,33 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
         )
     redis = scenario == "listing-cached"
     if redis:
-        flush_redis_db(REDIS_URL)
+        harness.flush_redis_db(REDIS_URL)
 
-    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
+    stamp = harness.stamp()
     name = f"{stamp}-{scenario}-w{workers}"
     RUNS.mkdir(exist_ok=True)
     extra_env = dict(kv.split("=", 1) for kv in args.env)
-    server: Server | ClusterServer
+    server: harness.Server | harness.ClusterServer
     if args.instances:
         name = f"{stamp}-{scenario}-n{args.instances}"
-        server = ClusterServer(
+        server = harness.ClusterServer(
             instances=args.instances,
             database_url=url,
-            redis=redis,
-            name=name,
+            directory=RUNS / f"{name}.cluster",
+            redis_url=REDIS_URL if redis else None,
             extra_env=extra_env,
         )
     else:
-        server = Server(
+        server = harness.Server(
             database_url=url,
             workers=workers,
-            redis=redis,
             log_path=RUNS / f"{name}.server.log",
+            redis_url=REDIS_URL if redis else None,
             extra_env=extra_env,
-            app=CALIBRATION_APPS.get(scenario, "app.main:app"),
+            app=CALIBRATION_APPS.get(scenario, harness.APP),
         )
     log(
-        f"{scenario}, {workers} worker(s): server pid {server.proc.pid} on {server.base}"
+        f"{scenario}, {workers} worker(s): server pid {server.cpu_pids()[0]} on {server.base}"
         f"{' with REDIS_URL=' + REDIS_URL if redis else ' (no REDIS_URL)'}"
     )
     try:
@@ -656,9 +343,9 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
         if args.profile:
             for i, pid in enumerate(server.worker_pids()):
                 secs = max(args.duration - 4, 3)
-                profilers.append(start_profiler(pid, secs, f"{name}-pid{i}"))
-                profilers.append(start_profiler_raw(pid, secs, f"{name}-pid{i}"))
-        cpu_before = cpu_snapshot(server.cpu_pids(), args.db)
+                for fmt in ("flamegraph", "raw"):
+                    profilers.append(start_profiler(pid, secs, f"{name}-pid{i}", fmt))
+        cpu_before = harness.cpu_snapshot(server.cpu_pids(), args.db)
         result = wrk(
             server.base,
             script,
@@ -668,7 +355,9 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
             **common,
         )
         secs = int(result["duration_us"]) / 1e6
-        result["cpu_cores"] = cpu_used(cpu_before, cpu_snapshot(server.cpu_pids(), args.db), secs)
+        result["cpu_cores"] = harness.cpu_used(
+            cpu_before, harness.cpu_snapshot(server.cpu_pids(), args.db), secs
+        )
         result["cpu_cores"]["wrk"] = round(float(result["wrk_cpu_s"]) / secs, 2)
         result["cpu_cores"]["others"] = round(
             max(result["cpu_cores"]["others"] - result["cpu_cores"]["wrk"], 0.0), 2
@@ -686,28 +375,16 @@ def _run_one(scenario: str, workers: int, args: argparse.Namespace) -> dict[str,
             )
     finally:
         server.stop()
-        log(f"  server pid {server.proc.pid} stopped (exit {server.proc.returncode})")
+        log(f"  server pid {server.cpu_pids()[0]} stopped")
 
     summary = summarize(scenario, workers, args, result, check)
-    summary["server_log"] = server_log_summary(server.log_path)
+    summary["server_log"] = harness.server_log_summary(server.log_path, top=5)
     summary["name"] = name
+    summary["machine"] = quiet
     with (RUNS / "results.jsonl").open("a") as f:
         f.write(json.dumps({**summary, "wrk": result}) + "\n")
     print_summary(summary, result)
     return summary
-
-
-def server_log_summary(path: Path, top: int = 5) -> dict[str, int]:
-    """Warnings and errors the server logged, counted by message (ids and times removed)."""
-    counts: dict[str, int] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        if " WARNING " not in line and " ERROR " not in line and "Traceback" not in line:
-            continue
-        message = re.sub(r"^\S+ \S+ ", "", line)  # timestamp
-        message = re.sub(r"\[request_id=\w+\] ", "", message)
-        message = re.sub(r"\d+", "N", message)[:160]
-        counts[message] = counts.get(message, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
 
 
 def summarize(
@@ -736,7 +413,7 @@ def summarize(
         "max_ms": lat["max"] / 1000,
         "errors": result["errors"],
         "cpu_cores": result.get("cpu_cores"),
-        "version": git_version(),
+        "version": harness.git_version(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if scenario == "booking":
