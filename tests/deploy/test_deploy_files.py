@@ -2,6 +2,7 @@
 file parses and wires the topology; the Dockerfile is multi-stage, non-root, with a
 health check; the nginx config passes `nginx -t`."""
 
+import ipaddress
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.settings import Settings
 from tests.conftest import REPO_ROOT
 
 
@@ -43,6 +45,19 @@ def test_compose_runs_two_or_more_app_replicas_behind_nginx() -> None:
     assert app["env_file"] == ".env"
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
     assert "ports" not in app  # reached through nginx only
+
+
+def test_compose_replicas_trust_exactly_their_nginx_to_name_the_client() -> None:
+    parsed = compose()
+    nginx_address = parsed["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    (subnet,) = (c["subnet"] for c in parsed["networks"]["default"]["ipam"]["config"])
+    trusted = Settings(
+        FORWARDED_ALLOW_IPS=parsed["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"],
+        DLSMS_ENV="development",  # whatever DATABASE_URL the environment has, no secret needed
+    ).FORWARDED_ALLOW_IPS
+
+    assert trusted == [nginx_address]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
 
 
 def test_every_variable_compose_reads_is_in_env_example() -> None:
