@@ -257,6 +257,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     # password back, and cannot be done at all for NaN or a lone surrogate.
     assert isinstance(exc, RequestValidationError)
     issues = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    if issues and all(issue["type"] == InvalidInterval.code for issue in issues):
+        # The schemas' "end after start" rule (app/schemas/common.py): the contract's
+        # 422 `invalid_interval`, when nothing else in the request is malformed.
+        return JSONResponse(error_body(InvalidInterval(str(issues[0]["msg"]))), 422)
     return JSONResponse({"detail": issues}, 422)
 
 

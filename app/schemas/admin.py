@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.models import ReservationStatus, SeatStatus
-from app.schemas.common import Area, Id, Instant, Label, Name, UtcDatetime
+from app.schemas.common import Area, Id, Instant, Label, Name, UtcDatetime, ordered_interval
 from app.schemas.seats import Page
 from app.settings import is_iana_timezone
 
@@ -57,15 +57,21 @@ class AdminReservationQuery(Page):
     user_id: Id | None = None
     status: ReservationStatus | None = None
     start_time: Instant | None = Field(
-        None, description="Only reservations overlapping [start_time, end_time)"
+        None,
+        description="Only reservations overlapping [start_time, end_time). Give both or "
+        "neither, end_time after start_time (else 422 `invalid_interval`)",
     )
-    end_time: Instant | None = None
+    end_time: Instant | None = Field(None, description="After start_time; only with start_time")
+
+    _interval = model_validator(mode="after")(ordered_interval)
 
 
 class StatsQuery(BaseModel):
     branch: Name | None = None
     start_time: Instant
-    end_time: Instant
+    end_time: Instant = Field(description="After start_time (else 422 `invalid_interval`)")
+
+    _interval = model_validator(mode="after")(ordered_interval)
 
 
 class BranchStats(BaseModel):

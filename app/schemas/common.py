@@ -1,9 +1,12 @@
 """Types shared by the request/response models."""
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from app.errors import InvalidInterval
 
 # Ids are positive 64-bit integers; anything else is a 422.
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -62,6 +65,34 @@ def _reasonable_date(value: date) -> date:
 # A moment given by a client: with an offset (naive is a 422), between 1970 and 9000.
 Instant = Annotated[AwareDatetime, AfterValidator(_reasonable_instant)]
 Day = Annotated[date, AfterValidator(_reasonable_date)]
+
+
+class _Timed(Protocol):
+    @property
+    def start_time(self) -> datetime | None: ...
+    @property
+    def end_time(self) -> datetime | None: ...
+
+
+TimedT = TypeVar("TimedT", bound=_Timed)
+
+
+def ordered_interval(model: TimedT) -> TimedT:
+    """The one "end after start" rule, for every model with ``start_time`` and ``end_time``
+    (apply it as ``_interval = model_validator(mode="after")(ordered_interval)``).
+
+    Optional pairs must come both or neither; ``end_time`` must be after ``start_time``.
+    Either failure is a validation error of type ``invalid_interval``, which the handler
+    in app/errors.py answers as the contract says: 422 ``{detail, code: invalid_interval}``.
+    The rules that need settings or the clock stay in app/services/rules.py."""
+    start, end = model.start_time, model.end_time
+    if (start is None) != (end is None):
+        raise PydanticCustomError(
+            InvalidInterval.code, "give both start_time and end_time, or neither"
+        )
+    if start is not None and end is not None and end <= start:
+        raise PydanticCustomError(InvalidInterval.code, "end_time must be after start_time")
+    return model
 
 
 def _bcrypt_length(password: str) -> str:

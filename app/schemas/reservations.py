@@ -2,10 +2,10 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app.models import ReservationStatus
-from app.schemas.common import Id, Instant, UtcDatetime
+from app.schemas.common import Id, Instant, UtcDatetime, ordered_interval
 from app.schemas.seats import Page
 
 # Header value of an Idempotency-Key: 1..255 visible ASCII characters (a UUID fits).
@@ -18,6 +18,8 @@ class ReservationCreate(BaseModel):
     end_time: Instant = Field(
         description="After start_time, at most MAX_RESERVATION_HOURS later (half-open interval)"
     )
+
+    _interval = model_validator(mode="after")(ordered_interval)
 
 
 class ReservationQuery(Page):

@@ -1,9 +1,9 @@
 """Seats and branches: queries and responses."""
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app.models import SeatStatus
-from app.schemas.common import Area, Day, Instant, Name, UtcDatetime
+from app.schemas.common import Area, Day, Instant, Name, UtcDatetime, ordered_interval
 
 
 class Page(BaseModel):
@@ -19,14 +19,20 @@ class SeatQuery(Page):
     status: SeatStatus | None = None
     available_only: bool = Field(False, description="Only seats free for the interval (or now)")
     start_time: Instant | None = Field(
-        None, description="With end_time: compute `available` for [start_time, end_time)"
+        None,
+        description="With end_time: compute `available` for [start_time, end_time). Give both "
+        "or neither, end_time after start_time (else 422 `invalid_interval`)",
     )
-    end_time: Instant | None = None
+    end_time: Instant | None = Field(None, description="After start_time; only with start_time")
+
+    _interval = model_validator(mode="after")(ordered_interval)
 
 
 class IntervalQuery(BaseModel):
     start_time: Instant
-    end_time: Instant
+    end_time: Instant = Field(description="After start_time (else 422 `invalid_interval`)")
+
+    _interval = model_validator(mode="after")(ordered_interval)
 
 
 class DayQuery(BaseModel):

@@ -5,7 +5,7 @@ from typing import Self
 from pydantic import BaseModel, Field, model_validator
 
 from app.models import WaitlistStatus
-from app.schemas.common import Id, Instant, Name, UtcDatetime
+from app.schemas.common import Id, Instant, Name, UtcDatetime, ordered_interval
 from app.schemas.reservations import ReservationOut
 
 
@@ -20,6 +20,8 @@ class WaitlistJoin(BaseModel):
         if (self.seat_id is None) == (self.branch is None):
             raise ValueError("give exactly one of seat_id and branch")
         return self
+
+    _interval = model_validator(mode="after")(ordered_interval)  # after _one_target
 
 
 class WaitlistEntryOut(BaseModel):
