@@ -6,10 +6,14 @@ instance from there too (``proxy_bind``); the instance trusts that address alone
 (FORWARDED_ALLOW_IPS=127.0.0.2) and listens on 127.0.0.1, so the test's direct connections
 come from an address it does not trust, which uvicorn's own default (127.0.0.1) would.
 The instance runs as plain ``uvicorn app.main:app``: uvicorn's proxy-header pass and the
-app's both see every request."""
+app's both see every request. ``dlsms serve``, which has only the app's, is checked too."""
 
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,9 +24,10 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.factories import eventually
 from tests.ops.support import require_binary
 from tests.ops.test_cluster import load_cluster_script
-from tests.realtime.servers import server_env
+from tests.realtime.servers import free_port, server_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -132,3 +137,65 @@ async def test_a_client_that_is_not_the_trusted_proxy_is_not_believed_about_its_
     assert as_proxy == (429, "rate_limited")
     # The failures were counted at 127.0.0.1, not at a forged address: 127.0.0.5 is free.
     assert other_after == (401, "invalid_credentials")
+
+
+def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+async def dlsms_serve(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """``dlsms serve`` on 127.0.0.1 trusting PROXY; its URL. It turns uvicorn's own
+    proxy-header pass off, so the app's is the only one."""
+    port = free_port()
+    env = server_env(database_url, {"FORWARDED_ALLOW_IPS": PROXY, "LOGIN_RATE_LIMIT": LIMIT})
+    log = tmp_path / "serve.log"
+    proc = spawn(
+        [str(Path(sys.executable).with_name("dlsms")), "serve", "--port", str(port)], env, log
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    async def ready() -> int:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        with contextlib.suppress(httpx.TransportError):
+            async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+                return (await client.get("/ready")).status_code
+        return 0
+
+    try:
+        await eventually(ready, lambda status: status == 200, within=60, what="dlsms serve")
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def test_dlsms_serve_believes_only_the_trusted_proxy_about_the_client(
+    dlsms_serve: str, db: asyncpg.Connection
+) -> None:
+    # The test plays the proxy itself here: it connects from PROXY and names the client.
+    async with (
+        client_from(PROXY, dlsms_serve) as proxy,
+        client_from("127.0.0.1", dlsms_serve) as direct,
+    ):
+        behind = {"X-Forwarded-For": "192.0.2.50"}
+        proxied = [await failed_login(proxy, f"P{i:07d}", behind) for i in range(LIMIT)]
+        proxied_after = await failed_login(proxy, "P1000000", behind)
+        another = await failed_login(proxy, "P1000001", {"X-Forwarded-For": "192.0.2.51"})
+        forged = [
+            await failed_login(direct, f"F{i:07d}", {"X-Forwarded-For": f"198.51.100.{i}"})
+            for i in range(LIMIT)
+        ]
+        at_its_address = await failed_login(proxy, "P1000002", {"X-Forwarded-For": "127.0.0.1"})
+
+    assert proxied == [(401, "invalid_credentials")] * LIMIT
+    assert proxied_after == (429, "rate_limited")
+    assert another == (401, "invalid_credentials")
+    assert forged == [(401, "invalid_credentials")] * LIMIT
+    assert at_its_address == (429, "rate_limited")  # counted where it really was
