@@ -6,6 +6,7 @@ registered by ``install_error_handlers`` render every 4xx/5xx as JSON
 """
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from app.timeutil import iso_z
 
@@ -264,7 +266,25 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": issues}, 422)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request, fallback: Mapping[str, str] | None) -> dict[str, str]:
+    # Starlette's 405 names the methods of the first route whose path matches; RFC 9110
+    # wants every method the resource supports (GET and POST /reservations are two
+    # routes). Ask the routes which methods they would take for this path.
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    if not allowed:  # a 405 from inside a mount (static files): keep what it said
+        return dict(fallback or {})
+    return {**(fallback or {}), "Allow": ", ".join(allowed)}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's own errors: unknown route (404), wrong method (405), ...
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # a body FastAPI could not even parse: malformed input
@@ -273,7 +293,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": [issue]}, 422)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
-    return JSONResponse(_body(detail, code), exc.status_code, headers=exc.headers)
+    headers = _allowed_methods(request, exc.headers) if exc.status_code == 405 else exc.headers
+    return JSONResponse(_body(detail, code), exc.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
