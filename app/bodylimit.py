@@ -5,8 +5,9 @@ sent without one (chunked) is counted as it arrives and refused once it passes t
 limit, so a client cannot make the service buffer megabytes.
 """
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PayloadTooLarge, error_response
 
 
 class BodySizeLimitMiddleware:
@@ -54,11 +55,8 @@ class BodySizeLimitMiddleware:
                 raise
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = {
-            "detail": f"Request body larger than {self.max_bytes} bytes",
-            "code": "payload_too_large",
-        }
-        await JSONResponse(body, 413, headers={"Connection": "close"})(scope, receive, send)
+        too_large = PayloadTooLarge(f"Request body larger than {self.max_bytes} bytes")
+        await error_response(too_large)(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -8,7 +8,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.cache import SeatCache
-from app.db.pool import Connection, Pool
+from app.db.pool import Connection, Pool, connection
 from app.errors import Forbidden, NotAuthenticated
 from app.models import TokenUser
 from app.ratelimit import LoginLimiter
@@ -35,7 +35,7 @@ async def _pool(request: Request) -> Pool:
 
 
 async def _conn(request: Request) -> AsyncIterator[Connection]:
-    async with app_state(request)["pool"].acquire() as conn:
+    async with connection(app_state(request)["pool"]) as conn:
         yield conn
 
 

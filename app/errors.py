@@ -126,6 +126,18 @@ class IdempotencyInProgress(DomainError):
     default_detail = "A request with this Idempotency-Key is still being processed"
 
 
+class PayloadTooLarge(DomainError):
+    status_code, code = 413, "payload_too_large"
+    default_detail = "Request body too large"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Connection": "close"})
+
+
+class CorsRefused(DomainError):
+    status_code, code, default_detail = 400, "cors_refused", "Disallowed CORS request"
+
+
 class InvalidInterval(DomainError):
     status_code, code, default_detail = 422, "invalid_interval", "Invalid time interval"
 
@@ -147,7 +159,26 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     status_code, code = 503, "service_unavailable"
+    default_detail = "The service is unavailable, try again shortly"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL cannot be reached right now (raised where a connection is taken:
+    app/db/pool.py)."""
+
     default_detail = "The database is unavailable, try again shortly"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class InternalError(DomainError):
+    """Anything unexpected: the answer names the request id and nothing internal."""
+
+    status_code, code, default_detail = 500, "internal_error", "Internal server error"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(extra={"request_id": request_id})
 
 
 # Constraint name -> error. Constraints are named deliberately in the migrations.
@@ -214,22 +245,6 @@ def error_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any
     return responses
 
 
-# Exceptions that mean "PostgreSQL is not reachable right now", not "bad request".
-DATABASE_DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,  # 57P01: the server is shutting down (restart)
-    asyncpg.CrashShutdownError,
-    # Refused or reset connections; also Python 3.11's plain OSError("Multiple
-    # exceptions: ...") when a host name resolves to several addresses and none answers.
-    OSError,
-    TimeoutError,
-)
-
-
 def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
@@ -240,9 +255,15 @@ def error_body(exc: DomainError) -> dict[str, Any]:
     return _body(exc.detail, exc.code, **extra)
 
 
+def error_response(exc: DomainError) -> JSONResponse:
+    """The one rendering of an error as HTTP, whichever layer answers (the exception
+    handlers here, the ASGI middlewares, the body limit)."""
+    return JSONResponse(error_body(exc), exc.status_code, headers=exc.headers)
+
+
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONResponse(error_body(exc), exc.status_code, headers=exc.headers)
+    return error_response(exc)
 
 
 _HTTP_CODES = {

@@ -2,8 +2,9 @@
 
 A pure ASGI middleware (no BaseHTTPMiddleware: it would buffer SSE streams). It sits
 inside Starlette's ServerErrorMiddleware, so nothing unexpected ever reaches the
-client as a plain-text page: an unreachable database becomes a JSON 503, any other
-exception a JSON 500 that names the request id and nothing internal.
+client as a plain-text page: an exception no handler knew becomes a JSON 500 that
+names the request id and nothing internal. (An unreachable database is a 503 by then:
+app/db/pool.py classifies driver errors where the connection is taken.)
 """
 
 import asyncio
@@ -14,10 +15,10 @@ import uuid
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import DATABASE_DOWN_ERRORS, ServiceUnavailable
+from app.errors import CorsRefused, InternalError, ServiceUnavailable, error_response
 from app.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -52,32 +53,17 @@ class RequestContextMiddleware:
             # The server gave up on this request (its shutdown grace period ran out):
             # answer a JSON 503 the client can retry elsewhere, not a plain-text 500.
             if not response_started:
-                error = ServiceUnavailable("The server is shutting down; try again")
-                body = {"detail": error.detail, "code": error.code}
+                shutting_down = ServiceUnavailable(
+                    "The server is shutting down; try again", headers={"Retry-After": "1"}
+                )
                 with contextlib.suppress(Exception):
-                    await JSONResponse(body, 503, headers={"Retry-After": "1"})(
-                        scope, receive, send_with_id
-                    )
+                    await error_response(shutting_down)(scope, receive, send_with_id)
             raise
-        except Exception as exc:
+        except Exception:
             if response_started:
                 raise  # too late for an error body; the server closes the connection
-            if isinstance(exc, DATABASE_DOWN_ERRORS):
-                log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-                error = ServiceUnavailable()
-                body = {"detail": error.detail, "code": error.code}
-                response = JSONResponse(body, error.status_code, headers={"Retry-After": "5"})
-            else:
-                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-                response = JSONResponse(
-                    {
-                        "detail": "Internal server error",
-                        "code": "internal_error",
-                        "request_id": request_id,
-                    },
-                    500,
-                )
-            await response(scope, receive, send_with_id)
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await error_response(InternalError(request_id))(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 
@@ -98,8 +84,12 @@ class JSONCORSMiddleware(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code != 400:
             return response
-        headers = {
-            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
-        }
-        body = {"detail": bytes(response.body).decode(), "code": "cors_refused"}
-        return JSONResponse(body, 400, headers=headers)
+        refused = CorsRefused(
+            bytes(response.body).decode(),
+            headers={
+                k: v
+                for k, v in response.headers.items()
+                if k not in ("content-type", "content-length")
+            },
+        )
+        return error_response(refused)

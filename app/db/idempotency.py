@@ -49,13 +49,18 @@ async def claim(
     request_hash: str,
     now: datetime,
     expires_at: datetime,
+    wait: str,
 ) -> bool:
     """True when this request owns the key now (new, or the old record had expired).
-    Waits while another transaction holds the same key."""
+    Waits up to ``wait`` (a PostgreSQL interval) while another transaction holds the
+    same key, then raises ``asyncpg.LockNotAvailableError``. Call in a transaction."""
+    await conn.execute(f"SET LOCAL lock_timeout = '{wait}'")
     try:
-        return bool(await conn.fetchval(_CLAIM, user_id, key, request_hash, now, expires_at))
+        owned = bool(await conn.fetchval(_CLAIM, user_id, key, request_hash, now, expires_at))
     except asyncpg.ForeignKeyViolationError as exc:
         raise error_for_constraint(exc) from exc
+    await conn.execute("SET LOCAL lock_timeout = 0")  # the work that follows may wait
+    return owned
 
 
 async def get(conn: Connection, *, user_id: int, key: str) -> StoredResponse | None:

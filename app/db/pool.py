@@ -1,11 +1,25 @@
-"""The asyncpg connection pool."""
+"""The asyncpg connection pool, and the one place driver errors are classified.
 
+A request, a sweep or a stream takes its connection through ``connection(pool)``:
+an error that means "PostgreSQL cannot be reached right now" (refused or reset
+socket, server restarting or shutting down, too many connections, a connection lost
+mid-query) becomes ``DatabaseUnavailable``, a 503 the client can retry. Anything else
+keeps its type, so an unrelated OSError (a file, a Redis or SMTP socket) is never
+mistaken for the database being down.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
 
+from app.errors import DatabaseUnavailable
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # asyncpg's classes are generic only in asyncpg-stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -49,3 +63,39 @@ async def create_pool(database_url: str, settings: Settings) -> Pool:
     )
     assert pool is not None
     return pool
+
+
+# While taking a connection (connecting, or the pool closing): the socket's own errors
+# (refused, reset; Python 3.11's plain OSError("Multiple exceptions: ...") when a host
+# name resolves to several addresses and none answers) and connect timeouts too.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: connection failures, lost mid-query
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or in recovery
+    asyncpg.AdminShutdownError,  # 57P01: the server is shutting down (restart)
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.InterfaceError,  # the connection or the pool was closed under us
+)
+_UNREACHABLE_ON_CONNECT: tuple[type[BaseException], ...] = (*_UNREACHABLE, OSError, TimeoutError)
+
+
+@asynccontextmanager
+async def connection(pool: Pool) -> AsyncIterator[Connection]:
+    """A pooled connection; database-down errors become ``DatabaseUnavailable``."""
+    taken = False
+    try:
+        async with pool.acquire() as conn:
+            taken = True
+            try:
+                yield conn
+            except _UNREACHABLE as exc:
+                raise _unavailable(exc) from exc
+    except _UNREACHABLE_ON_CONNECT as exc:
+        if taken:  # the work's own OSError (a file, another socket): not ours to judge
+            raise
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return DatabaseUnavailable()

@@ -9,7 +9,7 @@ from typing import Literal
 import asyncpg
 
 from app.db.pool import Connection
-from app.errors import ServiceUnavailable, error_for_constraint
+from app.errors import error_for_constraint
 from app.models import Reservation, ReservationStatus
 
 Scope = Literal["upcoming", "history", "all"]
@@ -128,11 +128,6 @@ _NO_SHOW_STARTS = """
     ORDER BY start_time DESC
 """
 
-# Concurrent inserts checked against two exclusion constraints can wait on each other
-# in opposite orders; PostgreSQL then aborts one (40P01). A retry sees the winner's
-# committed row and fails cleanly with 23P01, so a few attempts always settle it.
-_DEADLOCK_ATTEMPTS = 5
-
 
 @dataclass(frozen=True)
 class BookingContext:
@@ -167,23 +162,20 @@ async def insert(
     """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE, or the
     user has a no-show after ``unless_no_shows_since`` (when given).
 
-    Overlaps raise SeatConflict / UserOverlap (from the constraint that fired)."""
+    Overlaps raise SeatConflict / UserOverlap (from the constraint that fired). A
+    deadlock abort (40P01) propagates: the unit of work runs again."""
     args = (user_id, seat_id, start, end, now, unless_no_shows_since)
-    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
-        try:
-            if conn.is_in_transaction():
-                async with conn.transaction():  # a savepoint: a failure leaves the caller's
-                    row = await conn.fetchrow(_INSERT, *args)
-            else:
+    try:
+        if conn.is_in_transaction():
+            # A savepoint: a refused insert leaves the caller's transaction usable (an
+            # idempotent booking stores the refusal as its answer).
+            async with conn.transaction():
                 row = await conn.fetchrow(_INSERT, *args)
-        except (asyncpg.ExclusionViolationError, asyncpg.ForeignKeyViolationError) as exc:
-            raise error_for_constraint(exc) from exc
-        except asyncpg.DeadlockDetectedError as exc:
-            if attempt == _DEADLOCK_ATTEMPTS:
-                raise ServiceUnavailable("Too much contention on this booking; try again") from exc
-            continue
-        return None if row is None else _reservation(row)
-    raise AssertionError("unreachable")
+        else:
+            row = await conn.fetchrow(_INSERT, *args)
+    except (asyncpg.ExclusionViolationError, asyncpg.ForeignKeyViolationError) as exc:
+        raise error_for_constraint(exc) from exc
+    return None if row is None else _reservation(row)
 
 
 async def get(conn: Connection, reservation_id: int) -> Reservation | None:

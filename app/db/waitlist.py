@@ -190,13 +190,15 @@ async def insert_held(
     expires_at: datetime,
     now: datetime,
 ) -> int | None:
-    """The HELD reservation's id, or None when a constraint says someone got there first."""
+    """The HELD reservation's id, or None when a constraint says someone got there first.
+
+    A deadlock abort (40P01) propagates: the whole unit of work runs again."""
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction goes on
             reservation_id: int = await conn.fetchval(
                 _INSERT_HELD, user_id, seat_id, start, end, expires_at, now
             )
-    except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
+    except asyncpg.ExclusionViolationError:
         return None
     return reservation_id
 

@@ -16,7 +16,7 @@ import orjson
 from sse_starlette import ServerSentEvent
 
 from app.db import notifications as notifications_db
-from app.db.pool import Pool
+from app.db.pool import Pool, connection
 from app.realtime.broker import Broker, Subscription, notification_json
 from app.settings import Settings
 
@@ -29,7 +29,7 @@ def _notification_event(body: dict[str, Any]) -> ServerSentEvent:
 
 async def _replay(pool: Pool, user_id: int, after: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         while True:
             batch = await notifications_db.after(conn, user_id, after, limit=REPLAY_BATCH)
             found += [notification_json(n) for n in batch]
@@ -73,7 +73,7 @@ async def notification_events(
         # Where this stream starts is fixed before the client hears it is open, so a
         # notification committed after that moment is either replayed or queued.
         if last_event_id is None:  # a new stream starts from now
-            async with pool.acquire() as conn:
+            async with connection(pool) as conn:
                 last = await notifications_db.latest_id(conn, user_id)
             missed = []
         else:

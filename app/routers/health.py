@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from app import metrics
+from app.db.pool import connection
 from app.deps import app_state
-from app.errors import DATABASE_DOWN_ERRORS
+from app.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ async def _database_state(request: Request) -> DependencyState:
     pool = app_state(request)["pool"]
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
-            async with pool.acquire() as conn:
+            async with connection(pool) as conn:
                 await conn.fetchval("SELECT 1")
-    except DATABASE_DOWN_ERRORS as exc:
+    except (DatabaseUnavailable, TimeoutError) as exc:  # TimeoutError: our own deadline
         log.warning("readiness: database down: %s", type(exc).__name__)
         return "down"
     return "up"

@@ -28,7 +28,6 @@ from app.schemas.reservations import (
     ReservationOut,
     ReservationQuery,
 )
-from app.services import idempotency as idempotency_service
 from app.services import reservations as reservations_service
 
 router = APIRouter(tags=["reservations"], responses=error_responses(NotAuthenticated, InvalidToken))
@@ -70,15 +69,13 @@ async def create_reservation(
     idempotency_key: IdempotencyKey = None,
 ) -> ReservationOut | Response:
     """Book a seat for the half-open interval [start_time, end_time)."""
-    if idempotency_key is None:
-        return await reservations_service.create(
-            conn, publisher, settings, user=user, data=body, now=now
-        )
-    answer = await idempotency_service.create_reservation(
-        conn, publisher, settings, user=user, data=body, key=idempotency_key, now=now
+    created = await reservations_service.create(
+        conn, publisher, settings, user=user, data=body, now=now, idempotency_key=idempotency_key
     )
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+    if isinstance(created, ReservationOut):
+        return created
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return JSONResponse(created.body, status_code=created.status_code, headers=headers)
 
 
 @router.get("/reservations", response_model=ReservationList)

@@ -17,6 +17,7 @@ from app.errors import (
     Suspended,
     error_responses,
 )
+from app.models import WaitlistEntry
 from app.schemas.seats import Page
 from app.schemas.waitlist import ClaimOut, WaitlistEntryOut, WaitlistJoin, WaitlistList
 from app.services import reservations as reservations_service
@@ -44,7 +45,10 @@ async def list_waitlist(
     page: Annotated[Page, Query()], user: CurrentUser, conn: Conn
 ) -> WaitlistList:
     """Your waitlist entries, newest first, with each WAITING entry's queue position."""
-    return await _list(conn, user.id, page)
+    entries, total = await waitlist_service.list_own(
+        conn, user_id=user.id, limit=page.limit, offset=page.offset
+    )
+    return _page(entries, total)
 
 
 @router.get(
@@ -54,14 +58,13 @@ async def list_user_waitlist(
     user_id: PathId, page: Annotated[Page, Query()], user: CurrentUser, conn: Conn
 ) -> WaitlistList:
     """Seed-compatible alias: your own id, or any user's for an admin (else 404)."""
-    await reservations_service.check_may_read_user(conn, caller=user, user_id=user_id)
-    return await _list(conn, user_id, page)
-
-
-async def _list(conn: Conn, user_id: int, page: Page) -> WaitlistList:
-    entries, total = await waitlist_service.list_own(
-        conn, user_id=user_id, limit=page.limit, offset=page.offset
+    entries, total = await waitlist_service.list_for_user(
+        conn, caller=user, user_id=user_id, limit=page.limit, offset=page.offset
     )
+    return _page(entries, total)
+
+
+def _page(entries: list[WaitlistEntry], total: int) -> WaitlistList:
     return WaitlistList(
         items=[WaitlistEntryOut.model_validate(e, from_attributes=True) for e in entries],
         total=total,

@@ -18,7 +18,6 @@ from app.models import (
     TokenUser,
     WaitlistStatus,
 )
-from app.realtime.events import Changes
 from app.realtime.publisher import Publisher
 from app.schemas.admin import (
     AdminReservationQuery,
@@ -36,7 +35,7 @@ from app.schemas.reservations import ReservationList, ReservationOut
 from app.schemas.seats import Page, SeatOut
 from app.services import reservations as reservations_service
 from app.services import waitlist as waitlist_service
-from app.services.notify import Outbox
+from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
 
 CLOSED_REASONS = {
@@ -53,22 +52,28 @@ async def create_branch(
     data: BranchCreate,
     now: datetime,
 ) -> BranchAdminOut:
-    async with conn.transaction():
-        branch = await admin_db.insert_branch(conn, name=data.name, timezone=data.timezone, now=now)
-        await _audit(conn, actor, "branch.create", "branch", branch["id"], None, branch, now)
-    await publisher.publish(Changes(branches={data.name}))  # GET /branches lists it at once
-    return BranchAdminOut.model_validate(branch)
+
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
+        branch = await admin_db.insert_branch(
+            uow.conn, name=data.name, timezone=data.timezone, now=now
+        )
+        await _audit(uow.conn, actor, "branch.create", "branch", branch["id"], None, branch, now)
+        uow.changes.branches.add(data.name)  # GET /branches lists it at once
+        return branch
+
+    return BranchAdminOut.model_validate(await run_unit(conn, publisher, now=now, work=work))
 
 
 async def create_seat(
     conn: Connection, publisher: Publisher, *, actor: TokenUser, data: SeatCreate, now: datetime
 ) -> SeatOut:
-    async with conn.transaction():
-        branch_id = await seats_db.branch_id(conn, data.branch)
+
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
+        branch_id = await seats_db.branch_id(uow.conn, data.branch)
         if branch_id is None:
             raise NotFound("No such branch")
         seat = await admin_db.insert_seat(
-            conn,
+            uow.conn,
             branch_id=branch_id,
             area=data.area,
             label=data.label,
@@ -76,10 +81,11 @@ async def create_seat(
             has_monitor=data.has_monitor,
             now=now,
         )
-        await _audit(conn, actor, "seat.create", "seat", seat["id"], None, seat, now)
-    outbox = Outbox()
-    outbox.changes.branches.add(data.branch)
-    await publisher.publish(outbox.changes)
+        await _audit(uow.conn, actor, "seat.create", "seat", seat["id"], None, seat, now)
+        uow.changes.branches.add(data.branch)
+        return seat
+
+    seat = await run_unit(conn, publisher, now=now, work=work)
     return SeatOut.model_validate({**seat, "available": True})
 
 
@@ -97,68 +103,52 @@ async def update_seat(
     withdraws its offers; reopening it offers it to the waitlist. One transaction."""
     edits = patch.model_dump(exclude_unset=True, exclude_none=True)
 
-    async def attempt() -> tuple[dict[str, Any], bool, Changes]:
-        outbox = Outbox()
-        async with conn.transaction():
-            before = await admin_db.lock_seat(conn, seat_id)
-            if before is None:
-                raise NotFound("No such seat")
-            if not edits:  # nothing to change, nothing to audit
-                outbox.changes.seats_now.add(seat_id)
-                changes = await outbox.flush(conn, now=now)
-                return before, changes.seat_states[0].available, Changes()
-            after = await admin_db.update_seat(conn, seat_id, {**before, **edits}, now=now)
-            await _status_changed(conn, settings, outbox, before, after, now=now)
-            outbox.changes.branches.add(after["branch"])
-            outbox.changes.seats_now.add(seat_id)
-            await _audit(conn, actor, "seat.update", "seat", seat_id, before, after, now)
-            changes = await outbox.flush(conn, now=now)
-            state = next(s for s in changes.seat_states if s.seat_id == seat_id)
-            return after, state.available, changes
+    async def work(uow: UnitOfWork) -> SeatOut:
+        seat = await admin_db.lock_seat(uow.conn, seat_id)
+        if seat is None:
+            raise NotFound("No such seat")
+        if edits:  # else nothing to change, nothing to audit
+            before = seat
+            seat = await admin_db.update_seat(uow.conn, seat_id, {**before, **edits}, now=now)
+            await _status_changed(uow, settings, before, seat)
+            uow.changes.branches.add(seat["branch"])
+            uow.changes.seats_now.add(seat_id)
+            await _audit(uow.conn, actor, "seat.update", "seat", seat_id, before, seat, now)
+        [state] = await seats_db.seat_states(uow.conn, [seat_id], now)
+        return SeatOut.model_validate({**seat, "available": state.available})
 
-    seat, available, changes = await retry_deadlocks(attempt)
-    await publisher.publish(changes)
-    return SeatOut.model_validate({**seat, "available": available})
+    return await run_unit(conn, publisher, now=now, work=work)
 
 
 async def _status_changed(
-    conn: Connection,
-    settings: Settings,
-    outbox: Outbox,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    *,
-    now: datetime,
+    uow: UnitOfWork, settings: Settings, before: dict[str, Any], after: dict[str, Any]
 ) -> None:
     old_status, new_status = SeatStatus(before["status"]), SeatStatus(after["status"])
     if old_status is SeatStatus.ACTIVE and new_status is not SeatStatus.ACTIVE:
-        await _close(conn, outbox, after["id"], reason=CLOSED_REASONS[new_status], now=now)
+        await _close(uow, after["id"], reason=CLOSED_REASONS[new_status])
     elif old_status is not SeatStatus.ACTIVE and new_status is SeatStatus.ACTIVE:
         # Reopened: every waiting interval from now on may fit.
         await waitlist_service.offer_released(
-            conn,
+            uow,
             settings,
-            outbox,
             seat_id=after["id"],
             branch_id=after["branch_id"],
             branch=after["branch"],
-            start=now,
-            end=now + settings.booking_horizon + settings.max_reservation,
-            now=now,
+            start=uow.now,
+            end=uow.now + settings.booking_horizon + settings.max_reservation,
         )
 
 
-async def _close(
-    conn: Connection, outbox: Outbox, seat_id: int, *, reason: str, now: datetime
-) -> None:
+async def _close(uow: UnitOfWork, seat_id: int, *, reason: str) -> None:
     """Cancel the seat's active reservations that have not ended (owners told why);
     offers on it go back to WAITING at their old place in the queue."""
+    conn, now = uow.conn, uow.now
     held = await admin_db.active_on_seat(conn, seat_id, now=now)
     await admin_db.cancel_for_staff(conn, [r.id for r in held], now=now, reason=reason)
     for r in held:
         if r.status is ReservationStatus.HELD:
             await waitlist_db.settle_offer(conn, r.id, status=WaitlistStatus.WAITING, now=now)
-        outbox.notify(
+        uow.notify(
             r.user_id,
             NotificationType.RESERVATION_CANCELLED,
             reservation_id=r.id,
@@ -177,9 +167,10 @@ async def check_in(
     now: datetime,
 ) -> ReservationOut:
     """Staff check-in at the desk: the student's window rules, anyone's reservation."""
-    async with conn.transaction():
+
+    async def work(uow: UnitOfWork) -> Reservation:
         reservation = await reservations_db.check_in(
-            conn,
+            uow.conn,
             reservation_id,
             user_id=None,
             now=now,
@@ -187,17 +178,18 @@ async def check_in(
             grace=settings.grace,
         )
         if reservation is None:
-            current = await reservations_db.get(conn, reservation_id)
+            current = await reservations_db.get(uow.conn, reservation_id)
             if current is None:
                 raise NotFound("No such reservation")
             raise reservations_service.check_in_refusal(current, settings)
         await _audit(
-            conn, actor, "reservation.checkin", "reservation", reservation.id,
+            uow.conn, actor, "reservation.checkin", "reservation", reservation.id,
             {"status": ReservationStatus.CONFIRMED.value}, _brief(reservation), now,
         )  # fmt: skip
-    outbox = Outbox()
-    outbox.changes.branches.add(reservation.branch)
-    await publisher.publish(outbox.changes)
+        uow.changes.branches.add(reservation.branch)
+        return reservation
+
+    reservation = await run_unit(conn, publisher, now=now, work=work)
     return reservations_service.to_out(reservation, settings)
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.db import users as users_db
-from app.db.pool import Connection, Pool
+from app.db.pool import Connection, Pool, connection
 from app.errors import InvalidCredentials, InvalidToken, RateLimited
 from app.models import User
 from app.ratelimit import LoginLimiter
@@ -37,7 +37,7 @@ async def register(
 ) -> User:
     # Hash before taking a connection: bcrypt takes ~200 ms and the pool is shared.
     password_hash = await hasher.hash(password)
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         return await users_db.insert(
             conn, student_id=student_id, name=name, email=email, password_hash=password_hash
         )
@@ -57,7 +57,7 @@ async def login(
     retry_after = await limiter.retry_after(student_id=student_id, address=address)
     if retry_after is not None:
         raise RateLimited(retry_after)
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         user = await users_db.get_with_password(conn, student_id)
     # An unknown student_id is checked against a dummy hash: same answer, about the same time.
     if not await hasher.verify(password, user.password_hash if user else None) or user is None:

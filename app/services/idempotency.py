@@ -1,11 +1,12 @@
-"""Idempotency-Key for POST /reservations: one booking per key, however often it is sent.
+"""Idempotency-Key: one answer per key, however often the request is sent.
 
-The first request with a key claims it (a row in ``idempotency_keys``), books, and
-stores its answer (the status code and the body, a domain error included) in the
-same transaction. A repeat waits on that row until the first commits, then answers
-what was stored; with a different body it is 422 ``idempotency_mismatch``. A repeat
-that would wait longer than ``IN_PROGRESS_WAIT`` gets 409 ``idempotency_in_progress``.
-Records live ``KEY_LIFETIME``; an expired key is taken over as new.
+``run_once`` wraps one use case. The first request with a key claims it (a row in
+``idempotency_keys``), runs the use case, and stores its answer (the status code and
+the body, a domain error included) in the same unit of work. A repeat waits on that
+row until the first commits, then answers what was stored; with a different request
+(another fingerprint) it is 422 ``idempotency_mismatch``. A repeat that would wait
+longer than ``IN_PROGRESS_WAIT`` gets 409 ``idempotency_in_progress``. Records live
+``KEY_LIFETIME``; an expired key is taken over as new.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from app.db import idempotency as idempotency_db
 from app.db.pool import Connection
@@ -24,11 +26,8 @@ from app.errors import (
     ServiceUnavailable,
     error_body,
 )
-from app.models import Reservation, TokenUser
 from app.realtime.publisher import Publisher
-from app.schemas.reservations import ReservationCreate
-from app.services import reservations as reservations_service
-from app.settings import Settings
+from app.services.unit_of_work import UnitOfWork, Work, run_unit
 
 KEY_LIFETIME = timedelta(hours=24)
 IN_PROGRESS_WAIT = "5s"  # a PostgreSQL lock_timeout
@@ -41,69 +40,69 @@ class Answer:
     replayed: bool
 
 
-def request_hash(data: ReservationCreate) -> str:
-    """Same seat and same instants: the same request, whatever offsets were written."""
-    start = data.start_time.astimezone(UTC).isoformat()
-    end = data.end_time.astimezone(UTC).isoformat()
-    return hashlib.sha256(f"{data.seat_id}|{start}|{end}".encode()).hexdigest()
+def fingerprint(*parts: object) -> str:
+    """A request's identity for its key: equal parts, equal fingerprint. Give instants
+    in UTC (``as_utc``), so that two spellings of one instant are one request."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
-async def create_reservation(
+def as_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+async def run_once(
     conn: Connection,
     publisher: Publisher,
-    settings: Settings,
     *,
-    user: TokenUser,
-    data: ReservationCreate,
+    user_id: int,
     key: str,
+    request_fingerprint: str,
     now: datetime,
+    work: Work[BaseModel],
+    status_code: int = 201,
 ) -> Answer:
-    # Malformed requests are refused before the key is used, as validation errors are.
-    reservations_service.check_booking_rules(data, settings, now)
-    digest = request_hash(data)
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{IN_PROGRESS_WAIT}'")
+    """``work``'s answer for this key: run now (and stored), or the stored one replayed.
+
+    Refuse malformed requests before calling this: a refusal that needs no key must
+    not use one up."""
+
+    async def once(uow: UnitOfWork) -> Answer:
         try:
             owned = await idempotency_db.claim(
-                conn,
-                user_id=user.id,
+                uow.conn,
+                user_id=user_id,
                 key=key,
-                request_hash=digest,
+                request_hash=request_fingerprint,
                 now=now,
                 expires_at=now + KEY_LIFETIME,
+                wait=IN_PROGRESS_WAIT,
             )
         except asyncpg.LockNotAvailableError as exc:
             raise IdempotencyInProgress() from exc
         if not owned:
-            return await _replay(conn, user_id=user.id, key=key, digest=digest)
-        await conn.execute("SET LOCAL lock_timeout = 0")
-        answer, reservation = await _book(conn, settings, user=user, data=data, now=now)
+            return await _replay(uow.conn, user_id=user_id, key=key, digest=request_fingerprint)
+        answer = await _answer(work, uow, status_code)
         await idempotency_db.record(
-            conn,
-            user_id=user.id,
+            uow.conn,
+            user_id=user_id,
             key=key,
             status_code=answer.status_code,
-            reservation_id=answer.body.get("id") if answer.status_code == 201 else None,
+            reservation_id=answer.body.get("id") if answer.status_code == status_code else None,
             body=answer.body,
         )
-    if reservation is not None:
-        await publisher.publish(reservations_service.booked(reservation, now=now))
-    return answer
+        return answer
+
+    return await run_unit(conn, publisher, now=now, work=once)
 
 
-async def _book(
-    conn: Connection, settings: Settings, *, user: TokenUser, data: ReservationCreate, now: datetime
-) -> tuple[Answer, Reservation | None]:
+async def _answer(work: Work[BaseModel], uow: UnitOfWork, status_code: int) -> Answer:
     try:
-        reservation = await reservations_service.book(
-            conn, settings, user_id=user.id, data=data, now=now
-        )
+        result = await work(uow)
     except ServiceUnavailable:
         raise  # not an answer: roll back and leave the key free for a retry
     except DomainError as exc:
-        return Answer(exc.status_code, error_body(exc), replayed=False), None
-    body = reservations_service.to_out(reservation, settings).model_dump(mode="json")
-    return Answer(201, body, replayed=False), reservation
+        return Answer(exc.status_code, error_body(exc), replayed=False)
+    return Answer(status_code, result.model_dump(mode="json"), replayed=False)
 
 
 async def _replay(conn: Connection, *, user_id: int, key: str, digest: str) -> Answer:

@@ -1,4 +1,4 @@
-"""Finishing a transaction's Changes: notification rows and seat states, inside it."""
+"""A unit of work's outbox: notification rows and seat states, written inside its transaction."""
 
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,11 @@ class Outbox:
     def __init__(self) -> None:
         self.changes = Changes()
         self._pending: list[tuple[int, NotificationType, dict[str, Any]]] = []
+
+    @property
+    def pending(self) -> bool:
+        """Notifications are waiting to be written."""
+        return bool(self._pending)
 
     def notify(self, user_id: int, kind: NotificationType, **data: Any) -> None:
         payload = {k: iso_z(v) if isinstance(v, datetime) else v for k, v in data.items()}

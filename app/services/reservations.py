@@ -8,10 +8,8 @@ listing cache is invalidated after the change committed and before the answer go
 from datetime import datetime
 
 from app.db import reservations as reservations_db
-from app.db import users as users_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
-from app.db.transactions import retry_deadlocks
 from app.errors import (
     CheckinWindow,
     InvalidState,
@@ -30,8 +28,10 @@ from app.schemas.reservations import (
     SeatRef,
 )
 from app.services import calendar, fair_use, rules
+from app.services import idempotency as idempotency_service
 from app.services import waitlist as waitlist_service
-from app.services.notify import Outbox
+from app.services.access import check_may_read_user
+from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
 from app.timeutil import iso_z
 
@@ -57,8 +57,41 @@ def to_out(r: Reservation, settings: Settings) -> ReservationOut:
     )
 
 
-def check_booking_rules(data: ReservationCreate, settings: Settings, now: datetime) -> None:
+async def create(
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    user: TokenUser,
+    data: ReservationCreate,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> ReservationOut | idempotency_service.Answer:
+    """Book a seat; with an Idempotency-Key, once per key (the stored answer replayed)."""
+    # The rules first: a request they refuse never uses up its key.
     rules.check_interval(data.start_time, data.end_time, settings, now)
+
+    async def book_it(uow: UnitOfWork) -> ReservationOut:
+        reservation = await book(uow.conn, settings, user_id=user.id, data=data, now=now)
+        booked(uow.changes, reservation, now=now)
+        return to_out(reservation, settings)
+
+    if idempotency_key is None:
+        # One statement, committing by itself: no BEGIN/COMMIT on the hottest path.
+        return await run_unit(conn, publisher, now=now, work=book_it, atomic=False)
+    return await idempotency_service.run_once(
+        conn,
+        publisher,
+        user_id=user.id,
+        key=idempotency_key,
+        request_fingerprint=idempotency_service.fingerprint(
+            data.seat_id,
+            idempotency_service.as_utc(data.start_time),
+            idempotency_service.as_utc(data.end_time),
+        ),
+        now=now,
+        work=book_it,
+    )
 
 
 async def book(
@@ -70,7 +103,6 @@ async def book(
     and that the user has no recent no-show. Only when it inserts nothing do we look
     closer (missing seat, closed seat, fair use) and, if the no-shows don't amount to a
     suspension, insert without that guard."""
-    check_booking_rules(data, settings, now)
     no_shows_after = now - fair_use.lookback(settings)
 
     async def insert(unless_no_shows_since: datetime | None) -> Reservation | None:
@@ -103,29 +135,14 @@ async def book(
     return reservation
 
 
-async def create(
-    conn: Connection,
-    publisher: Publisher,
-    settings: Settings,
-    *,
-    user: TokenUser,
-    data: ReservationCreate,
-    now: datetime,
-) -> ReservationOut:
-    reservation = await book(conn, settings, user_id=user.id, data=data, now=now)
-    await publisher.publish(booked(reservation, now=now))
-    return to_out(reservation, settings)
-
-
-def booked(reservation: Reservation, *, now: datetime) -> Changes:
+def booked(changes: Changes, reservation: Reservation, *, now: datetime) -> None:
     """What a new booking changed (no query: a booked seat is ACTIVE and, if the booking
     covers ``now``, taken)."""
-    changes = Changes(branches={reservation.branch})
+    changes.branches.add(reservation.branch)
     if reservation.start_time <= now < reservation.end_time:
         changes.seat_states.append(
             SeatState(reservation.seat_id, reservation.branch, available=False, status="ACTIVE")
         )
-    return changes
 
 
 async def get(
@@ -159,15 +176,8 @@ async def list_for_user(
     now: datetime,
 ) -> ReservationList:
     """The seed documents' route: one's own list, or anyone's for an admin."""
-    if user_id != caller.id and (not caller.is_admin or await users_db.get(conn, user_id) is None):
-        raise NotFound("No such user")
+    await check_may_read_user(conn, caller=caller, user_id=user_id)
     return await list_own(conn, settings, user_id=user_id, query=query, now=now)
-
-
-async def check_may_read_user(conn: Connection, *, caller: TokenUser, user_id: int) -> None:
-    """Own data, or an admin reading an existing user's; anything else looks missing."""
-    if user_id != caller.id and (not caller.is_admin or await users_db.get(conn, user_id) is None):
-        raise NotFound("No such user")
 
 
 async def check_in(
@@ -179,19 +189,23 @@ async def check_in(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    reservation = await reservations_db.check_in(
-        conn,
-        reservation_id,
-        user_id=user.id,
-        now=now,
-        early=settings.checkin_early,
-        grace=settings.grace,
-    )
-    if reservation is None:
-        raise check_in_refusal(await _own(conn, user.id, reservation_id), settings)
-    # The seat stays taken; only the branch's reserved/occupied counts move.
-    await publisher.publish(Changes(branches={reservation.branch}))
-    return to_out(reservation, settings)
+
+    async def work(uow: UnitOfWork) -> Reservation:
+        reservation = await reservations_db.check_in(
+            uow.conn,
+            reservation_id,
+            user_id=user.id,
+            now=now,
+            early=settings.checkin_early,
+            grace=settings.grace,
+        )
+        if reservation is None:
+            raise check_in_refusal(await _own(uow.conn, user.id, reservation_id), settings)
+        # The seat stays taken; only the branch's reserved/occupied counts move.
+        uow.changes.branches.add(reservation.branch)
+        return reservation
+
+    return to_out(await run_unit(conn, publisher, now=now, work=work, atomic=False), settings)
 
 
 def check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
@@ -214,24 +228,20 @@ async def check_out(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    async def attempt() -> tuple[Reservation, Changes]:
-        outbox = Outbox()
-        async with conn.transaction():
-            result = await reservations_db.check_out(conn, reservation_id, user_id=user.id, now=now)
-            if result is None:
-                current = await _own(conn, user.id, reservation_id)
-                if current.status != ReservationStatus.CHECKED_IN:
-                    raise InvalidState(f"Cannot check out of a {current.status} reservation")
-                raise InvalidState("The reservation has not started yet")
-            reservation, booked_until = result
-            # The rest of the slot, [now, booked_until), goes to the waitlist.
-            freed = reservation.model_copy(update={"end_time": booked_until})
-            await waitlist_service.release(conn, settings, outbox, freed, now=now)
-            return reservation, await outbox.flush(conn, now=now)
+    async def work(uow: UnitOfWork) -> Reservation:
+        result = await reservations_db.check_out(uow.conn, reservation_id, user_id=user.id, now=now)
+        if result is None:
+            current = await _own(uow.conn, user.id, reservation_id)
+            if current.status != ReservationStatus.CHECKED_IN:
+                raise InvalidState(f"Cannot check out of a {current.status} reservation")
+            raise InvalidState("The reservation has not started yet")
+        reservation, booked_until = result
+        # The rest of the slot, [now, booked_until), goes to the waitlist.
+        freed = reservation.model_copy(update={"end_time": booked_until})
+        await waitlist_service.release(uow, settings, freed)
+        return reservation
 
-    reservation, changes = await retry_deadlocks(attempt)
-    await publisher.publish(changes)
-    return to_out(reservation, settings)
+    return to_out(await run_unit(conn, publisher, now=now, work=work), settings)
 
 
 async def cancel(
@@ -243,32 +253,28 @@ async def cancel(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-    async def attempt() -> tuple[Reservation, Changes]:
-        outbox = Outbox()
-        async with conn.transaction():
-            reservation = await reservations_db.cancel(
-                conn,
-                reservation_id,
-                user_id=user.id,
-                now=now,
-                grace=settings.grace,
-                reason=SELF_CANCEL_REASON,
-            )
-            if reservation is None:
-                current = await _own(conn, user.id, reservation_id)
-                if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
-                    raise InvalidState(f"Cannot cancel a {current.status} reservation")
-                raise InvalidState("The check-in deadline has passed: it counts as a no-show")
-            # Declining an offer closes its waitlist entry too.
-            await waitlist_db.settle_offer(
-                conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now
-            )
-            await waitlist_service.release(conn, settings, outbox, reservation, now=now)
-            return reservation, await outbox.flush(conn, now=now)
+    async def work(uow: UnitOfWork) -> Reservation:
+        reservation = await reservations_db.cancel(
+            uow.conn,
+            reservation_id,
+            user_id=user.id,
+            now=now,
+            grace=settings.grace,
+            reason=SELF_CANCEL_REASON,
+        )
+        if reservation is None:
+            current = await _own(uow.conn, user.id, reservation_id)
+            if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
+                raise InvalidState(f"Cannot cancel a {current.status} reservation")
+            raise InvalidState("The check-in deadline has passed: it counts as a no-show")
+        # Declining an offer closes its waitlist entry too.
+        await waitlist_db.settle_offer(
+            uow.conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now
+        )
+        await waitlist_service.release(uow, settings, reservation)
+        return reservation
 
-    reservation, changes = await retry_deadlocks(attempt)
-    await publisher.publish(changes)
-    return to_out(reservation, settings)
+    return to_out(await run_unit(conn, publisher, now=now, work=work), settings)
 
 
 async def _own(conn: Connection, user_id: int, reservation_id: int) -> Reservation:

@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 
 from app.cache import Lookup, SeatCache
 from app.db import seats as seats_db
-from app.db.pool import Connection, Pool
+from app.db.pool import Connection, Pool, connection
 from app.errors import InvalidInterval, NotFound
 from app.fastpath import ListingSlot
 from app.schemas.seats import (
@@ -41,7 +41,7 @@ async def list_seats(
     lookup = await _lookup(cache, slot, now)
     if lookup.body is not None:
         return lookup.body
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         body = await _list_seats(conn, query, asked)
         valid_until = await _valid_until(conn, lookup, about_now=query.start_time is None, now=now)
     if slot.storable_for(query.branch):
@@ -122,7 +122,7 @@ async def branches(pool: Pool, cache: SeatCache, *, slot: ListingSlot, now: date
     lookup = await _lookup(cache, slot, now)
     if lookup.body is not None:
         return lookup.body
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         rows = await seats_db.branch_summaries(conn, now)
         valid_until = await _valid_until(conn, lookup, about_now=True, now=now)
     body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])

@@ -1,8 +1,8 @@
 """Waitlist: join, list, leave, claim, and offering released time to the queue.
 
-``offer_released`` runs inside the transaction that releases time on a seat
-(cancel, no-show, check-out, expired or withdrawn offer), so the release and the
-offers it makes commit together or not at all.
+``release`` and ``offer_released`` run inside the unit of work that releases time on
+a seat (cancel, no-show, check-out, expired or withdrawn offer, a seat reopened), so
+the release and the offers it makes commit together or not at all.
 """
 
 from datetime import datetime
@@ -11,14 +11,13 @@ from app.db import reservations as reservations_db
 from app.db import seats as seats_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
-from app.db.transactions import retry_deadlocks
 from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Suspended
-from app.models import NotificationType, Reservation, WaitlistEntry, WaitlistStatus
-from app.realtime.events import Changes
+from app.models import NotificationType, Reservation, TokenUser, WaitlistEntry, WaitlistStatus
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
 from app.services import fair_use, rules
-from app.services.notify import Outbox
+from app.services.access import check_may_read_user
+from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
 
 # One release can fill several smaller waiting intervals; this bounds one round.
@@ -67,6 +66,14 @@ async def list_own(
     return await waitlist_db.list_for_user(conn, user_id, limit=limit, offset=offset)
 
 
+async def list_for_user(
+    conn: Connection, *, caller: TokenUser, user_id: int, limit: int, offset: int
+) -> tuple[list[WaitlistEntry], int]:
+    """The seed documents' route: one's own entries, or anyone's for an admin."""
+    await check_may_read_user(conn, caller=caller, user_id=user_id)
+    return await list_own(conn, user_id=user_id, limit=limit, offset=offset)
+
+
 async def leave(
     conn: Connection,
     publisher: Publisher,
@@ -78,24 +85,20 @@ async def leave(
 ) -> WaitlistEntry:
     """WAITING or OFFERED -> CANCELLED; a pending offer is withdrawn and passed on."""
 
-    async def attempt() -> tuple[WaitlistEntry, Changes]:
-        outbox = Outbox()
-        async with conn.transaction():
-            entry = await waitlist_db.cancel(conn, entry_id, user_id=user_id, now=now)
-            if entry is None:
-                current = await _own(conn, user_id, entry_id)
-                raise InvalidState(f"Cannot leave a {current.status} waitlist entry")
-            if entry.reservation_id is not None:
-                held = await reservations_db.cancel_held(
-                    conn, entry.reservation_id, now=now, reason=DECLINED_REASON
-                )
-                if held is not None:
-                    await release(conn, settings, outbox, held, now=now)
-            return entry, await outbox.flush(conn, now=now)
+    async def work(uow: UnitOfWork) -> WaitlistEntry:
+        entry = await waitlist_db.cancel(uow.conn, entry_id, user_id=user_id, now=now)
+        if entry is None:
+            current = await _own(uow.conn, user_id, entry_id)
+            raise InvalidState(f"Cannot leave a {current.status} waitlist entry")
+        if entry.reservation_id is not None:
+            held = await reservations_db.cancel_held(
+                uow.conn, entry.reservation_id, now=now, reason=DECLINED_REASON
+            )
+            if held is not None:
+                await release(uow, settings, held)
+        return entry
 
-    entry, changes = await retry_deadlocks(attempt)
-    await publisher.publish(changes)
-    return entry
+    return await run_unit(conn, publisher, now=now, work=work)
 
 
 async def claim(
@@ -109,35 +112,30 @@ async def claim(
 ) -> tuple[WaitlistEntry, Reservation]:
     """OFFERED (deadline not passed) -> CLAIMED, its HELD reservation -> CONFIRMED."""
 
-    async def attempt() -> tuple[tuple[WaitlistEntry, Reservation], Changes]:
-        outbox = Outbox()
-        async with conn.transaction():
-            entry = await waitlist_db.claim(conn, entry_id, user_id=user_id, now=now)
-            if entry is None:
-                current = await _own(conn, user_id, entry_id)
-                if current.status == WaitlistStatus.OFFERED:
-                    raise OfferExpired()
-                if current.status == WaitlistStatus.EXPIRED:
-                    raise OfferExpired("The offer expired and went to the next in line")
-                raise InvalidState(f"Cannot claim a {current.status} waitlist entry")
-            assert entry.reservation_id is not None  # a CHECK holds OFFERED entries to it
-            reservation = await reservations_db.confirm_held(conn, entry.reservation_id, now=now)
-            if reservation is None:  # the HELD row was withdrawn in the same instant
+    async def work(uow: UnitOfWork) -> tuple[WaitlistEntry, Reservation]:
+        entry = await waitlist_db.claim(uow.conn, entry_id, user_id=user_id, now=now)
+        if entry is None:
+            current = await _own(uow.conn, user_id, entry_id)
+            if current.status == WaitlistStatus.OFFERED:
                 raise OfferExpired()
-            outbox.changes.branches.add(reservation.branch)
-            return (entry, reservation), await outbox.flush(conn, now=now)
+            if current.status == WaitlistStatus.EXPIRED:
+                raise OfferExpired("The offer expired and went to the next in line")
+            raise InvalidState(f"Cannot claim a {current.status} waitlist entry")
+        assert entry.reservation_id is not None  # a CHECK holds OFFERED entries to it
+        reservation = await reservations_db.confirm_held(uow.conn, entry.reservation_id, now=now)
+        if reservation is None:  # the HELD row was withdrawn in the same instant
+            raise OfferExpired()
+        uow.changes.branches.add(reservation.branch)
+        return entry, reservation
 
-    (entry, reservation), changes = await retry_deadlocks(attempt)
-    await publisher.publish(changes)
-    return entry, reservation
+    return await run_unit(conn, publisher, now=now, work=work)
 
 
-async def release(
-    conn: Connection, settings: Settings, outbox: Outbox, freed: Reservation, *, now: datetime
-) -> None:
+async def release(uow: UnitOfWork, settings: Settings, freed: Reservation) -> None:
     """``freed`` no longer holds its seat from max(start, now) to its end: record the
     change and offer that time to the waiting queue."""
-    outbox.changes.reservation_changed(
+    now = uow.now
+    uow.changes.reservation_changed(
         seat_id=freed.seat_id,
         branch=freed.branch,
         start=freed.start_time,
@@ -147,32 +145,29 @@ async def release(
     start = max(freed.start_time, now)
     if start < freed.end_time:
         await offer_released(
-            conn,
+            uow,
             settings,
-            outbox,
             seat_id=freed.seat_id,
             branch_id=freed.branch_id,
             branch=freed.branch,
             start=start,
             end=freed.end_time,
-            now=now,
         )
 
 
 async def offer_released(
-    conn: Connection,
+    uow: UnitOfWork,
     settings: Settings,
-    outbox: Outbox,
     *,
     seat_id: int,
     branch_id: int,
     branch: str,
     start: datetime,
     end: datetime,
-    now: datetime,
 ) -> None:
     """Offer [start, end) on the seat: its own queue first, then its branch's, oldest
     first, each entry only if its whole interval is free for the seat and for its owner."""
+    conn, now = uow.conn, uow.now
     released = seats_db.interval(start, end)
     tried: list[int] = []
     expires_at = now + settings.claim_window
@@ -200,14 +195,14 @@ async def offer_released(
         await waitlist_db.mark_offered(
             conn, candidate["id"], reservation_id=reservation_id, expires_at=expires_at, now=now
         )
-        outbox.changes.reservation_changed(
+        uow.changes.reservation_changed(
             seat_id=seat_id,
             branch=branch,
             start=held_start,
             end=candidate["end_time"],
             now=now,
         )
-        outbox.notify(
+        uow.notify(
             candidate["user_id"],
             NotificationType.WAITLIST_OFFER,
             entry_id=candidate["id"],

@@ -3,6 +3,7 @@ a request id on every response, and nothing internal in a 500."""
 
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.errors import DomainError, RateLimited, Suspended
+from app.db.pool import connection
+from app.deps import Conn
+from app.errors import (
+    DatabaseUnavailable,
+    DomainError,
+    InternalError,
+    RateLimited,
+    Suspended,
+)
 from app.logs import request_id_var
 from tests.conftest import ClientFactory
 
@@ -113,6 +122,16 @@ async def test_unexpected_exception_is_logged_with_the_request_id(
     assert isinstance(record.exc_info[1], RuntimeError)
 
 
+def failing_with_a_connection(exc: BaseException) -> Callable[..., Any]:
+    """A route that takes a pooled connection, uses it, then meets ``exc``."""
+
+    async def endpoint(conn: Conn) -> None:
+        await conn.fetchval("SELECT 1")
+        raise exc
+
+    return endpoint
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -120,19 +139,57 @@ async def test_unexpected_exception_is_logged_with_the_request_id(
             asyncpg.CannotConnectNowError("the database system is starting up"),
             id="cannot-connect-now",
         ),
-        pytest.param(ConnectionRefusedError(111, "Connect call failed"), id="connection-refused"),
+        pytest.param(
+            asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+            id="connection-lost",
+        ),
+        pytest.param(asyncpg.AdminShutdownError("terminating connection"), id="admin-shutdown"),
     ],
 )
 async def test_database_unreachable_in_a_route_is_json_503_service_unavailable(
     make_client: ClientFactory, exc: BaseException
 ) -> None:
-    client = await make_client(app_hook=with_route("/test/db-down", raising(exc)))
+    client = await make_client(app_hook=with_route("/test/db-down", failing_with_a_connection(exc)))
     response = await client.get("/test/db-down")
     assert response.status_code == 503
     body = assert_json(response)
     assert body["code"] == "service_unavailable"
     assert set(body) == {"detail", "code"}
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        pytest.param(raising(ConnectionRefusedError(111, "Connect call failed")), id="no-conn"),
+        pytest.param(
+            failing_with_a_connection(FileNotFoundError(2, "No such file")), id="with-conn"
+        ),
+        pytest.param(failing_with_a_connection(TimeoutError()), id="timeout-with-conn"),
+    ],
+)
+async def test_a_stray_os_error_is_a_500_not_a_database_outage(
+    make_client: ClientFactory, endpoint: Callable[..., Any]
+) -> None:
+    # Only errors met while taking or using a database connection mean "database down";
+    # a file, or another service's socket, failing is our bug, not a reason to retry.
+    client = await make_client(app_hook=with_route("/test/stray", endpoint))
+    response = await client.get("/test/stray")
+    assert response.status_code == 500
+    assert assert_json(response)["code"] == "internal_error"
+
+
+async def test_taking_a_connection_from_an_unreachable_server_is_database_unavailable() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool = await asyncpg.create_pool(f"postgresql://postgres@127.0.0.1:{port}/x", min_size=0)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with connection(pool):
+                pass
+    finally:
+        await pool.close()
 
 
 async def test_client_request_id_is_echoed(client: httpx.AsyncClient) -> None:
@@ -167,6 +224,8 @@ def domain_error(error_type: type[DomainError]) -> DomainError:
         return Suspended(datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
     if error_type is RateLimited:
         return RateLimited(30)
+    if error_type is InternalError:
+        return InternalError("req-1")
     return error_type()
 
 
