@@ -102,9 +102,10 @@ async def notification_events(
 async def seat_events(
     broker: Broker, settings: Settings, *, branch: str | None, shutdown: anyio.Event
 ) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
+    # Subscribed before the client hears the stream is open: no change after that is lost.
     with broker.hub.branch(branch) as subscription:
+        yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
         while (message := await _next(subscription, deadline, shutdown)) is not None:
             subscription.lagging = False  # a seat map only needs the latest states
             yield ServerSentEvent(

@@ -21,6 +21,7 @@ from tests.factories import (
     add_reservation,
     add_seat,
     add_student,
+    eventually,
     iso,
     reservation_status,
 )
@@ -1327,10 +1328,13 @@ async def test_seat_changes_show_at_once_in_cached_listings(
 # Closing a seat while time on it is being released
 
 
-async def lock_waiters(db: asyncpg.Connection) -> int:
+async def lock_waiters(db: asyncpg.Connection, *, waited: timedelta) -> int:
+    """Sessions of this database that have waited for a lock for at least ``waited``."""
     count: int = await db.fetchval(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE a.datname = current_database() AND NOT l.granted "
+        "AND l.waitstart <= clock_timestamp() - $1::interval",
+        waited,
     )
     return count
 
@@ -1367,13 +1371,16 @@ async def test_closing_a_seat_while_its_booker_cancels_answers_both_without_a_se
             f"/admin/seats/{library.a1}", json={"status": "MAINTENANCE"}, headers=admin.headers
         )
     )
-    for _ in range(200):  # the closing waits for the cancelled row's lock
-        if await lock_waiters(db):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        pytest.fail("the closing never waited for the cancellation")
-    await asyncio.sleep(0.2)  # the closing has waited longest: PostgreSQL checks it first
+    # The closing waits for the cancelled row's lock. Let it have waited a while by
+    # PostgreSQL's own clock before the cancellation goes on: if the two then deadlock,
+    # the deadlock check runs first in the session that has waited longest.
+    await eventually(
+        lambda: lock_waiters(db, waited=timedelta(milliseconds=200)),
+        lambda waiters: waiters > 0,
+        within=10,
+        interval=0.02,
+        what="the closing waits for the cancellation's lock",
+    )
     go.set()
     cancelled, closed = await asyncio.gather(cancelling, closing)
 

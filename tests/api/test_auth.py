@@ -3,8 +3,6 @@
 import base64
 import json
 import logging
-import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +11,7 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from pwdlib.hashers.bcrypt import BcryptHasher
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.models import Role
@@ -554,23 +553,42 @@ async def test_login_limit_counts_in_memory_while_redis_is_down(
 # --- timing ---------------------------------------------------------------------------
 
 
-async def median_login_seconds(client: httpx.AsyncClient, student_id: str, tries: int) -> float:
-    durations = []
-    for _ in range(tries):
-        started = time.perf_counter()
-        response = await post_login(client, student_id, "wrong password")
-        durations.append(time.perf_counter() - started)
-        assert_error(response, 401, "invalid_credentials")
-    return statistics.median(durations)
+@pytest.fixture
+def bcrypt_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hash of every bcrypt verification the app runs, in order."""
+    seen: list[str] = []
+    verify = BcryptHasher.verify
+
+    def counting(self: BcryptHasher, password: str | bytes, hash: str | bytes) -> bool:
+        seen.append(hash if isinstance(hash, str) else hash.decode())
+        return verify(self, password, hash)
+
+    monkeypatch.setattr(BcryptHasher, "verify", counting)
+    return seen
 
 
-async def test_unknown_student_takes_about_as_long_as_a_wrong_password(
-    make_client: ClientFactory,
+def bcrypt_cost(password_hash: str) -> int:
+    """The cost of a bcrypt hash: ``$2b$<cost>$...``."""
+    return int(password_hash.split("$")[2])
+
+
+async def test_unknown_student_costs_one_bcrypt_verification_like_a_wrong_password(
+    make_client: ClientFactory, db: asyncpg.Connection, bcrypt_verifications: list[str]
 ) -> None:
-    # Rounds 10 make bcrypt dominate (~50 ms); skipping it would answer ~100x faster.
-    client = await make_client(BCRYPT_ROUNDS=10, LOGIN_RATE_LIMIT=100)
+    # The time of an answer must not tell whether the student exists: both answers run
+    # the same work, one bcrypt verification at the configured cost (a dummy hash for
+    # the unknown one), rather than the unknown one skipping bcrypt.
+    client = await make_client(BCRYPT_ROUNDS=5, LOGIN_RATE_LIMIT=100)
     await register(client, "S1000001")
-    await post_login(client, "S9999999", "warm up")  # the first call creates the dummy hash
-    wrong_password = await median_login_seconds(client, "S1000001", tries=5)
-    unknown_student = await median_login_seconds(client, "S9999999", tries=5)
-    assert 0.5 <= unknown_student / wrong_password <= 2.0, (unknown_student, wrong_password)
+    stored = await db.fetchval("SELECT password_hash FROM users WHERE student_id = 'S1000001'")
+
+    for student_id in ("S1000001", "S9999999", "S9999999"):
+        assert_error(
+            await post_login(client, student_id, "wrong password"), 401, "invalid_credentials"
+        )
+
+    wrong_password, *unknown = bcrypt_verifications
+    assert wrong_password == stored
+    assert len(unknown) == 2  # exactly one per login
+    assert stored not in unknown
+    assert [bcrypt_cost(h) for h in (wrong_password, *unknown)] == [5, 5, 5]

@@ -17,20 +17,22 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import psutil
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.settings import Settings
+from app.state import AppState
 from tests.conftest import REPO_ROOT, TEST_JWT_SECRET
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-SETTLE_SECONDS = 0.2
 
 
 def free_port() -> int:
@@ -194,6 +196,37 @@ async def wait_until_subscribed(server: Server, redis_url: str, within: float = 
         await redis.aclose()
 
 
+@dataclass
+class InProcess:
+    """A real uvicorn serving an app in the test's own event loop, and a client for it:
+    for tests that reach into the app (its state, a patched function) while it streams."""
+
+    server: uvicorn.Server
+    client: httpx.AsyncClient
+
+    @property
+    def state(self) -> AppState:
+        return cast(AppState, self.server.lifespan.state)
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(app: FastAPI, **config: Any) -> AsyncIterator[InProcess]:
+    """``app`` behind uvicorn on a free loopback port (``config``: uvicorn.Config's)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), **config))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            while not server.started:
+                assert not task.done(), "uvicorn stopped before it started"
+                await asyncio.sleep(0.02)
+        url = f"http://127.0.0.1:{server.config.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            yield InProcess(server, client)
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
 async def servers(
     db: asyncpg.Connection, database_url: str, tmp_path: Path
@@ -322,10 +355,9 @@ async def open_stream(
             if connected:
                 first = await stream.next_block(within=5)
                 assert first is not None, "the stream ended at once"
+                # The stream subscribes and reads where it starts before this first block
+                # (app/realtime/sse.py): from here on, nothing published is lost.
                 assert first.retry is not None, first
-                # The server announces the stream, then subscribes and reads where "now"
-                # is; give it that moment before the test makes anything happen.
-                await asyncio.sleep(SETTLE_SECONDS)
             yield stream
         finally:
             await stream.close()

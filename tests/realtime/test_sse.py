@@ -1,28 +1,34 @@
 """The live streams over a real uvicorn: GET /notifications/stream and GET /seats/stream."""
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 import pytest
-from redis.asyncio import Redis
 
+from app.db import notifications as notifications_db
+from app.main import create_app
 from app.models import Notification
-from app.realtime import broker
 from app.realtime.events import Changes
 from app.timeutil import utcnow
+from tests.conftest import make_settings
 from tests.factories import Student, add_branch, add_seat, add_student, iso
-from tests.realtime.servers import Server, Servers, open_stream, wait_until_subscribed
+from tests.realtime.servers import (
+    Server,
+    Servers,
+    open_stream,
+    serve_in_process,
+)
 
 pytestmark = pytest.mark.slow
 
 NOTIFICATIONS = "/notifications/stream"
+T = TypeVar("T")
 # One process serves most tests here (starting one takes seconds): a tiny pool, so every
 # test also shows that open streams leave connections for requests; quick heartbeats.
 SHARED_SETTINGS: dict[str, Any] = {
@@ -336,73 +342,57 @@ async def test_waiting_streams_hold_no_pool_connection(
     assert elapsed < 2
 
 
-@pytest.mark.redis
-async def test_notification_committed_after_the_stream_opened_reaches_it(
-    servers: Servers, db: asyncpg.Connection, database_url: str, redis_url: str
+@pytest.mark.parametrize("resumed", [False, True], ids=["new-stream", "resumed-stream"])
+async def test_a_notification_committed_while_the_stream_reads_where_it_starts_reaches_it(
+    db: asyncpg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    resumed: bool,
 ) -> None:
-    """What is committed after the client saw a fresh stream open must reach it.
+    """The stream reads where it starts (the newest id, or the replay after Last-Event-ID)
+    and waits on its subscription. A notification committed right after that read is in
+    none of its rows, so only a subscription taken before the read can bring it.
 
-    The stream sends its first block (the ``retry:`` hint), subscribes, and only then
-    reads the user's newest notification id as its starting point; a notification
-    committed in between reaches its queue but is dropped as already sent. Holding a
-    lock on the table stalls that read so that the test commits into the gap every
-    time; the message is then published the way the app publishes after COMMIT."""
-    server = await servers.start(REDIS_URL=redis_url)
+    The app runs in this process on the in-process broker, which hands a message to the
+    subscribers it has at that moment; the read is wrapped so that the notification is
+    committed and published (as the app publishes: after COMMIT) exactly in that gap."""
     student = await add_student(db, "S0000001")
-    await wait_until_subscribed(server, redis_url)
-    watcher = await asyncpg.connect(database_url)
-    redis = Redis.from_url(redis_url)
-    try:
-        async with AsyncExitStack() as stack:
-            async with db.transaction():
-                await db.execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
-                stream = await stack.enter_async_context(
-                    open_stream(
-                        server.client, NOTIFICATIONS, headers=student.headers, connected=False
-                    )
-                )
-                await until_a_query_waits_on_a_lock(watcher, "FROM notifications")
-                try:
-                    opened = await stream.next_block(within=1)
-                except TimeoutError:
-                    opened = None  # the stream says nothing before it knows where it starts
-                row = await db.fetchrow(
-                    "INSERT INTO notifications (user_id, type, data) "
-                    "VALUES ($1, 'reservation.reminder', '{}') "
-                    "RETURNING id, user_id, type, data::text AS data, created_at, read_at",
-                    student.id,
-                )
-                assert row is not None
-            notification = Notification.model_validate({**row, "data": json.loads(row["data"])})
-            for message in broker.messages(Changes(notifications=[notification])):
-                await redis.publish(broker.Broker(redis, redis_url).channel, json.dumps(message))
-            opened_after_commit = None if opened is not None else await stream.next_block(5)
-            received = await stream.events_within(2)
-    finally:
-        await redis.aclose()
-        await watcher.close()
+    older = await insert_notifications(db, student.id, 2)
+    app = create_app(make_settings(database_url, **SHARED_SETTINGS))
+    committed: list[int] = []
 
-    if opened is not None:
-        assert opened.retry is not None  # the client saw the stream open...
-        # ...before the notification was committed, so the stream owes it to the client.
-        assert [event.id for event in received] == [str(row["id"])]
-    else:
-        # The stream opened only after the commit; it says where it starts (`id:`), at or
-        # past the notification, so neither a resume nor the client expects it on the wire.
-        assert opened_after_commit is not None
-        assert opened_after_commit.id is not None
-        assert int(opened_after_commit.id) >= row["id"]
+    async with serve_in_process(app, log_level="warning") as served:
 
-
-async def until_a_query_waits_on_a_lock(watcher: asyncpg.Connection, fragment: str) -> None:
-    async with asyncio.timeout(5):
-        while True:
-            waiting = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
-                fragment,
-            )
-            if waiting:
+        async def commit_one_in_the_gap() -> None:
+            if committed:
                 return
-            await asyncio.sleep(0.05)
+            row = await db.fetchrow(
+                "INSERT INTO notifications (user_id, type, data) "
+                "VALUES ($1, 'reservation.reminder', '{}') "
+                "RETURNING id, user_id, type, data::text AS data, created_at, read_at",
+                student.id,
+            )
+            assert row is not None
+            notification = Notification.model_validate({**row, "data": json.loads(row["data"])})
+            committed.append(notification.id)
+            await served.state["broker"].publish(Changes(notifications=[notification]))
+
+        def then_commit(read: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+            async def wrapped(*args: Any, **kwargs: Any) -> T:
+                found = await read(*args, **kwargs)
+                await commit_one_in_the_gap()
+                return found
+
+            return wrapped
+
+        monkeypatch.setattr(notifications_db, "latest_id", then_commit(notifications_db.latest_id))
+        monkeypatch.setattr(notifications_db, "after", then_commit(notifications_db.after))
+        headers = {**student.headers, **({"Last-Event-ID": str(older[0])} if resumed else {})}
+        async with open_stream(served.client, NOTIFICATIONS, headers=headers) as stream:
+            received = [await stream.next_event(within=5)]
+            if resumed:
+                received.append(await stream.next_event(within=5))
+
+    assert len(committed) == 1
+    expected = [older[1], *committed] if resumed else committed
+    assert [int(event.id or 0) for event in received] == expected
