@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import metrics
+from app import apidocs, metrics
 from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
 from app.clock import Clock, SystemClock
@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # /docs and /redoc come from apidocs: no CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(health.router)
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(waitlist.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
+    apidocs.install(app)
     # Innermost: cached listings are answered inside CORS and the request-id middleware.
     app.add_middleware(CachedListingMiddleware)
     if settings.CORS_ORIGINS:
