@@ -1,20 +1,22 @@
 """Logging setup: one JSON object per line (or plain text), each with its request id.
 
-JSON by default, for log collectors; ``LOG_FORMAT=text`` for a human at a terminal.
+Plain text when standard error is a terminal (a human reads it), JSON otherwise (a log
+collector does); ``LOG_FORMAT=json`` or ``text`` says which, whatever stderr is.
 Secrets never reach a log line: settings are printed masked, passwords and tokens
 are never logged by the service.
 """
 
 import logging
 import re
+import sys
 from contextvars import ContextVar
-from typing import Literal
+from typing import Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
-LogFormat = Literal["json", "text"]
+LogFormat = Literal["auto", "json", "text"]
 
 
 class _RequestIdFilter(logging.Filter):
@@ -42,7 +44,17 @@ class _RedactAccessToken(logging.Filter):
         return self._TOKEN.sub(r"\1[redacted]", text)
 
 
-def _formatter(log_format: LogFormat) -> logging.Formatter:
+def resolve_format(log_format: LogFormat, stream: TextIO) -> Literal["json", "text"]:
+    """``auto`` becomes text on a terminal and JSON anywhere else."""
+    if log_format != "auto":
+        return log_format
+    try:
+        return "text" if stream.isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
+def _formatter(log_format: Literal["json", "text"]) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter(
             "{asctime}{levelname}{name}{request_id}{message}",
@@ -54,11 +66,11 @@ def _formatter(log_format: LogFormat) -> logging.Formatter:
     )
 
 
-def configure_logging(level: str, log_format: LogFormat = "json") -> None:
-    handler = logging.StreamHandler()
+def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
+    handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     handler.addFilter(_RedactAccessToken())
-    handler.setFormatter(_formatter(log_format))
+    handler.setFormatter(_formatter(resolve_format(log_format, sys.stderr)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

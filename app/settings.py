@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     DB_POOL_MIN_SIZE: int = Field(2, ge=0)
     DB_POOL_MAX_SIZE: int = Field(20, ge=1)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    LOG_FORMAT: Literal["json", "text"] = "json"
+    # auto: text when standard error is a terminal, else JSON (for log collectors).
+    LOG_FORMAT: Literal["auto", "json", "text"] = "auto"
     # Largest request body accepted (the API takes small JSON documents); larger is 413.
     MAX_BODY_BYTES: int = Field(65536, ge=1024)
     # Longest a shutdown waits for requests in flight (SSE streams are told to go at once).

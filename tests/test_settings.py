@@ -1,8 +1,11 @@
 """Settings come from environment variables with the contract's names and defaults."""
 
+import io
+
 import pytest
 from pydantic import ValidationError
 
+from app.logs import resolve_format
 from app.settings import Settings, describe_validation_error
 
 SECRET = "s" * 40
@@ -183,3 +186,36 @@ def test_a_forwarded_allow_ips_entry_that_no_peer_could_match_is_refused(
 
     assert message.startswith("invalid settings: FORWARDED_ALLOW_IPS: ")
     assert "\n" not in message
+
+
+class _Stream(io.StringIO):
+    def __init__(self, *, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_log_format_is_auto_by_default_text_on_a_terminal_json_elsewhere() -> None:
+    log_format = Settings().LOG_FORMAT
+
+    assert log_format == "auto"
+    assert resolve_format(log_format, _Stream(tty=True)) == "text"
+    assert resolve_format(log_format, _Stream(tty=False)) == "json"
+
+
+@pytest.mark.parametrize("value", ["json", "text"])
+@pytest.mark.parametrize("tty", [True, False])
+def test_log_format_set_explicitly_wins_whatever_stderr_is(
+    monkeypatch: pytest.MonkeyPatch, value: str, tty: bool
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", value)
+
+    assert resolve_format(Settings().LOG_FORMAT, _Stream(tty=tty)) == value
+
+
+def test_unknown_log_format_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(monkeypatch, LOG_FORMAT="yaml")
+
+    assert message.startswith("invalid settings: LOG_FORMAT: ")
