@@ -4,26 +4,26 @@
 # --- build: a virtual environment with the app and its pinned dependencies -------------
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
-WORKDIR /app
+WORKDIR /src
 RUN python -m venv /opt/venv
 # Dependencies first, so that a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir app && touch app/__init__.py \
+COPY pyproject.toml setup.py README.md ./
+RUN mkdir -p app alembic/versions && touch app/__init__.py \
     && /opt/venv/bin/pip install . \
-    && /opt/venv/bin/pip uninstall -y dlsms
-COPY alembic.ini ./
+    && /opt/venv/bin/pip uninstall -y dlsms \
+    && rm -rf build ./*.egg-info
 COPY alembic ./alembic
 COPY app ./app
-# Editable: migrations are found next to the code (alembic.ini, alembic/), in /app.
-RUN /opt/venv/bin/pip install --no-deps -e . \
-    && /opt/venv/bin/python -m compileall -q app /opt/venv/lib
+# A plain (not editable) install: the package, its migrations inside it (app/migrations),
+# all in /opt/venv; the image that runs needs nothing from /src.
+RUN /opt/venv/bin/pip install --no-deps . \
+    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # --- runtime: no compilers, no pip cache, not root -----------------------------------
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DLSMS_ENV=production LOG_FORMAT=json
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin dlsms
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=root:root /app /app
 WORKDIR /app
 USER dlsms
 EXPOSE 8000
