@@ -1001,8 +1001,11 @@ async def test_admin_reservations_with_half_or_inverted_interval_is_invalid_inte
 async def test_admin_reservations_with_malformed_query_is_a_validation_error(
     api: httpx.AsyncClient, admin: Student
 ) -> None:
-    naive = {"start_time": "2026-12-01T09:00:00", "end_time": "2026-12-01T10:00:00Z"}
-    for params, field in [
+    naive: dict[str, str | int] = {
+        "start_time": "2026-12-01T09:00:00",
+        "end_time": "2026-12-01T10:00:00Z",
+    }
+    cases: list[tuple[dict[str, str | int], str]] = [
         ({"status": "LOST"}, "status"),
         ({"seat_id": 0}, "seat_id"),
         ({"user_id": "abc"}, "user_id"),
@@ -1010,7 +1013,8 @@ async def test_admin_reservations_with_malformed_query_is_a_validation_error(
         ({"limit": 501}, "limit"),
         ({"offset": -1}, "offset"),
         (naive, "start_time"),
-    ]:
+    ]
+    for params, field in cases:
         response = await api.get("/admin/reservations", params=params, headers=admin.headers)
 
         assert_validation_error(response, "query", field)

@@ -32,7 +32,7 @@ LOGIN = {"student_id": "S9999999", "password": "correct horse"}  # nobody: check
 BOOKING = {"seat_id": SEAT, "start_time": START, "end_time": END}
 SEAT_PATCH = {"status": "MAINTENANCE"}
 
-BODY_ENDPOINTS = {
+BODY_ENDPOINTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "register": ("POST", "/auth/register", REGISTER),
     "login": ("POST", "/auth/login", LOGIN),
     "reservation": ("POST", "/reservations", BOOKING),

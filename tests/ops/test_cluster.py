@@ -65,10 +65,15 @@ class Cluster:
     directory: Path
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}"
-            for path in sorted(self.directory.glob("*.log"))
-        )
+        return logs_in(self.directory)
+
+
+def logs_in(directory: Path) -> str:
+    """The tail of every log the cluster wrote in ``directory``."""
+    return "\n".join(
+        f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}"
+        for path in sorted(directory.glob("*.log"))
+    )
 
 
 class ClusterSlot:
@@ -126,7 +131,8 @@ class ClusterSlot:
         if self._started:
             await asyncio.to_thread(self.script.stop, self.directory)
         left = [pid for pid in started if running(pid)]
-        assert (left, (self.directory / "cluster.json").exists()) == ([], False), self.logs()
+        leftover = (left, (self.directory / "cluster.json").exists())
+        assert leftover == ([], False), logs_in(self.directory)
 
 
 def running(pid: int) -> bool:
