@@ -14,6 +14,11 @@ true (the next start or end of an active reservation), checked on every read.
 Redis is optional. Any Redis error logs one warning and turns the cache off for
 the TTL plus a margin (so an answer whose invalidation may have been
 lost is never served by this instance); callers then read PostgreSQL.
+
+This module owns the rules: which key a request's answer lives under
+(``listing_slot``: the normalised raw query, read before validation so that the
+ASGI fast path in app/fastpath.py can answer without routing) and when an answer
+may be stored (``SeatCache.keep``: only for the branch scope the key was made from).
 """
 
 import hashlib
@@ -23,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qsl, urlencode
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -60,6 +66,26 @@ class Lookup:
     body: bytes | None
 
 
+@dataclass(frozen=True)
+class ListingSlot:
+    """Where a listing request's answer lives in the cache."""
+
+    key: str  # the path and its normalised raw query
+    branch: str | None  # the branch scope as written in the query string (None: all)
+    lookup: Lookup | None = None  # a lookup already made for this request (the fast path's)
+
+
+def listing_slot(path: str, query_string: bytes, lookup: Lookup | None = None) -> ListingSlot:
+    """The slot of a listing request, from its raw (not yet validated) query.
+
+    Parameters are sorted so that their order does not matter; repeated ones keep their
+    order (FastAPI reads the last), so the key still tells them apart."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    branch = next((v for k, v in reversed(pairs) if k == "branch"), None)
+    key = f"{path}?{urlencode(sorted(pairs, key=lambda kv: kv[0]))}"
+    return ListingSlot(key, branch, lookup)
+
+
 class SeatCache:
     def __init__(self, redis: Redis | None, ttl_seconds: float) -> None:
         self._redis = redis
@@ -95,6 +121,32 @@ class SeatCache:
         metrics.CACHE_LOOKUPS.labels("miss" if body is None else "hit").inc()
         return Lookup(scope, key, generation, body)
 
+    async def read(self, slot: ListingSlot, now: datetime) -> Lookup:
+        """The slot's lookup: the one already made for this request, else a new one."""
+        if slot.lookup is not None:
+            return slot.lookup
+        return await self.lookup(branch=slot.branch, query=slot.key, now=now)
+
+    async def keep(
+        self,
+        slot: ListingSlot,
+        lookup: Lookup,
+        body: bytes,
+        *,
+        answer_branch: str | None,
+        now: datetime,
+        valid_until: datetime | None,
+    ) -> None:
+        """Keep ``body``, the validated answer about ``answer_branch`` (None: all), for
+        the slot, from ``now`` until ``valid_until``.
+
+        Only when the slot's scope is that very branch: "Main " and "Main" may be one
+        branch to the route but are two scopes here, and only the branch's own scope is
+        invalidated when it changes."""
+        if slot.branch != answer_branch:
+            return
+        await self.store(lookup, body, now=now, valid_until=valid_until)
+
     async def store(
         self, lookup: Lookup, body: bytes, *, now: datetime, valid_until: datetime | None
     ) -> None:
@@ -112,6 +164,10 @@ class SeatCache:
             )
         except RedisError as exc:
             self._pause(exc)
+
+    def storable(self, lookup: Lookup) -> bool:
+        """Whether an answer found missing by ``lookup`` would be stored."""
+        return self._redis is not None and lookup.generation is not None and self.enabled
 
     async def seats_changed(self, branches: set[str]) -> None:
         """Invalidate every answer about these branches (and about all branches).

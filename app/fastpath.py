@@ -6,31 +6,20 @@ no dependency injection, no validation, no response model. That is safe because 
 answer is only ever stored by the routes themselves, after FastAPI validated the
 very same query string (the key is the normalised raw query), so a hit is for a
 query already known to be valid. A miss (or no Redis) goes on to the routes, which
-reuse this lookup (``LOOKUP_SCOPE_KEY``) rather than asking Redis twice.
+reuse this lookup (``request_slot``) rather than asking Redis twice. Keys and the
+rule for storing are app/cache.py's.
 """
 
-from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
-from app.cache import Lookup, SeatCache
+from app.cache import ListingSlot, Lookup, SeatCache, listing_slot
 from app.clock import Clock
 
 CACHED_PATHS = frozenset({"/seats", "/branches"})
-LOOKUP_SCOPE_KEY = "dlsms.seat_cache_lookup"
-
-
-def listing_key(path: str, query_string: bytes) -> tuple[str, str | None]:
-    """The cache key of a listing request, and the branch it is about (None: all).
-
-    Parameters are sorted so that their order does not matter; repeated ones keep their
-    order (FastAPI reads the last), so the key still tells them apart."""
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    branch = next((v for k, v in reversed(pairs) if k == "branch"), None)
-    return f"{path}?{urlencode(sorted(pairs, key=lambda kv: kv[0]))}", branch
+_LOOKUP_SCOPE_KEY = "dlsms.seat_cache_lookup"
 
 
 class CachedListingMiddleware:
@@ -47,10 +36,9 @@ class CachedListingMiddleware:
         if cache is None or clock is None or not cache.enabled:
             await self.app(scope, receive, send)
             return
-        key, branch = listing_key(scope["path"], scope["query_string"])
-        lookup = await cache.lookup(branch=branch, query=key, now=clock.now())
+        lookup = await cache.read(listing_slot(scope["path"], scope["query_string"]), clock.now())
         if lookup.body is None:
-            scope[LOOKUP_SCOPE_KEY] = lookup
+            scope[_LOOKUP_SCOPE_KEY] = lookup
             await self.app(scope, receive, send)
             return
         scope[metrics.ROUTE_SCOPE_KEY] = scope["path"]
@@ -67,21 +55,10 @@ class CachedListingMiddleware:
         await send({"type": "http.response.body", "body": lookup.body})
 
 
-@dataclass(frozen=True)
-class ListingSlot:
-    """Where a listing request's answer lives in the cache."""
-
-    key: str
-    branch: str | None  # as written in the query string
-    lookup: Lookup | None  # the middleware's miss, if it looked
-
-    def storable_for(self, validated_branch: str | None) -> bool:
-        # Store only when the scope the middleware reads is the branch the answer is
-        # about ("Main " and "Main" are one branch but two scopes; one is never bumped).
-        return self.branch == validated_branch
-
-
-def listing_slot(scope: Scope) -> ListingSlot:
-    key, branch = listing_key(scope["path"], scope["query_string"])
-    found = scope.get(LOOKUP_SCOPE_KEY)
-    return ListingSlot(key, branch, found if isinstance(found, Lookup) else None)
+def request_slot(scope: Scope) -> ListingSlot:
+    """The request's cache slot, carrying the lookup this middleware made (a miss) so
+    that the route does not ask Redis twice."""
+    found = scope.get(_LOOKUP_SCOPE_KEY)
+    return listing_slot(
+        scope["path"], scope["query_string"], found if isinstance(found, Lookup) else None
+    )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CacheDep, Conn, Now, PathId, PoolDep
 from app.errors import InvalidInterval, NotFound, error_responses
-from app.fastpath import listing_slot
+from app.fastpath import request_slot
 from app.schemas.seats import (
     AvailabilityOut,
     BranchOut,
@@ -26,9 +26,10 @@ async def list_seats(
     request: Request, query: Annotated[SeatQuery, Query()], pool: PoolDep, cache: CacheDep, now: Now
 ) -> Response:
     """Seats matching the filters, with `available` for [start_time, end_time) or for now."""
-    slot = listing_slot(request.scope)
-    body = await seats_service.list_seats(pool, cache, query, slot=slot, now=now)
-    return Response(body, media_type="application/json")
+    listing = await seats_service.list_seats(
+        pool, cache, query, slot=request_slot(request.scope), now=now
+    )
+    return Response(listing.body, media_type="application/json")  # follows SeatList
 
 
 @router.get("/seats/{seat_id}", response_model=SeatDetailOut, responses=error_responses(NotFound))
@@ -56,5 +57,5 @@ async def get_seat_availability(
 @router.get("/branches", response_model=list[BranchOut])
 async def list_branches(request: Request, pool: PoolDep, cache: CacheDep, now: Now) -> Response:
     """Every branch with live seat counts (a plain array: a few rows, never paged)."""
-    body = await seats_service.branches(pool, cache, slot=listing_slot(request.scope), now=now)
-    return Response(body, media_type="application/json")
+    listed = await seats_service.branches(pool, cache, slot=request_slot(request.scope), now=now)
+    return Response(listed.body, media_type="application/json")  # follows list[BranchOut]

@@ -5,62 +5,52 @@ from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 
-from app.cache import Lookup, SeatCache
+from app.cache import ListingSlot, Lookup, SeatCache
 from app.db import seats as seats_db
 from app.db.pool import Connection, Pool, connection
-from app.errors import InvalidInterval, NotFound
-from app.fastpath import ListingSlot
+from app.errors import NotFound
+from app.schemas.rendered import Rendered
 from app.schemas.seats import (
     AvailabilityOut,
     BranchOut,
     Interval,
     SeatDetailOut,
+    SeatList,
     SeatQuery,
 )
 
 
 def _asked_range(query: SeatQuery, now: datetime) -> seats_db.Range[datetime]:
-    if (query.start_time is None) != (query.end_time is None):
-        raise InvalidInterval("give both start_time and end_time, or neither")
+    # The schema holds the pair to "both or neither, end after start".
     if query.start_time is None or query.end_time is None:
         return seats_db.point(now)
-    check_order(query.start_time, query.end_time)
     return seats_db.interval(query.start_time, query.end_time)
-
-
-def check_order(start: datetime, end: datetime) -> None:
-    if end <= start:
-        raise InvalidInterval("end_time must be after start_time")
 
 
 async def list_seats(
     pool: Pool, cache: SeatCache, query: SeatQuery, *, slot: ListingSlot, now: datetime
-) -> bytes:
-    """The listing as JSON bytes, from the cache when it holds a valid answer."""
-    asked = _asked_range(query, now)
-    lookup = await _lookup(cache, slot, now)
+) -> Rendered[SeatList]:
+    """The listing (built as JSON by PostgreSQL), from the cache when it holds a valid one."""
+    lookup = await cache.read(slot, now)
     if lookup.body is not None:
-        return lookup.body
+        return Rendered(SeatList, lookup.body)
     async with connection(pool) as conn:
-        body = await _list_seats(conn, query, asked)
-        valid_until = await _valid_until(conn, lookup, about_now=query.start_time is None, now=now)
-    if slot.storable_for(query.branch):
-        await cache.store(lookup, body, now=now, valid_until=valid_until)
-    return body
-
-
-async def _lookup(cache: SeatCache, slot: ListingSlot, now: datetime) -> Lookup:
-    if slot.lookup is not None:  # app/fastpath.py looked already, and missed
-        return slot.lookup
-    return await cache.lookup(branch=slot.branch, query=slot.key, now=now)
+        body = await _list_seats(conn, query, _asked_range(query, now))
+        valid_until = await _valid_until(
+            conn, cache, lookup, about_now=query.start_time is None, now=now
+        )
+    await cache.keep(
+        slot, lookup, body, answer_branch=query.branch, now=now, valid_until=valid_until
+    )
+    return Rendered(SeatList, body)
 
 
 async def _valid_until(
-    conn: Connection, lookup: Lookup, *, about_now: bool, now: datetime
+    conn: Connection, cache: SeatCache, lookup: Lookup, *, about_now: bool, now: datetime
 ) -> datetime | None:
     # An answer about an interval changes only by writes (which bump the generation);
     # one about the present moment also changes when a reservation starts or ends.
-    if lookup.generation is None or not about_now:
+    if not about_now or not cache.storable(lookup):
         return None
     return await seats_db.next_availability_change(conn, now)
 
@@ -99,7 +89,6 @@ async def seat_day(
 async def availability(
     conn: Connection, seat_id: int, start: datetime, end: datetime, *, now: datetime
 ) -> AvailabilityOut:
-    check_order(start, end)
     asked = seats_db.interval(start, end)
     seat = await seats_db.get_seat(conn, seat_id, asked)
     if seat is None:
@@ -117,15 +106,17 @@ async def availability(
 _BRANCH_LIST = TypeAdapter(list[BranchOut])
 
 
-async def branches(pool: Pool, cache: SeatCache, *, slot: ListingSlot, now: datetime) -> bytes:
-    """Every branch with live counts, as JSON bytes (cached like listings)."""
-    lookup = await _lookup(cache, slot, now)
+async def branches(
+    pool: Pool, cache: SeatCache, *, slot: ListingSlot, now: datetime
+) -> Rendered[BranchOut]:
+    """Every branch with live counts (cached like listings)."""
+    lookup = await cache.read(slot, now)
     if lookup.body is not None:
-        return lookup.body
+        return Rendered(BranchOut, lookup.body, many=True)
     async with connection(pool) as conn:
         rows = await seats_db.branch_summaries(conn, now)
-        valid_until = await _valid_until(conn, lookup, about_now=True, now=now)
+        valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
     body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
-    if slot.storable_for(None):  # a stray ?branch= is ignored by the route, not the key
-        await cache.store(lookup, body, now=now, valid_until=valid_until)
-    return body
+    # A stray ?branch= is ignored by the route, not by the key: store only without one.
+    await cache.keep(slot, lookup, body, answer_branch=None, now=now, valid_until=valid_until)
+    return Rendered(BranchOut, body, many=True)
