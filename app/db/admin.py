@@ -5,6 +5,7 @@ from typing import Any
 
 import asyncpg
 
+from app.db import statuses
 from app.db.pool import Connection
 from app.db.reservations import COLUMNS as RESERVATION_COLUMNS
 from app.errors import error_for_constraint
@@ -46,17 +47,17 @@ _UPDATE_SEAT = f"""
 _ACTIVE_ON_SEAT = f"""
     SELECT {RESERVATION_COLUMNS}
     FROM reservations r JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
-    WHERE r.seat_id = $1 AND r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN') AND r.end_time > $2
+    WHERE r.seat_id = $1 AND {statuses.active("r")} AND r.end_time > $2
     ORDER BY r.start_time
     FOR UPDATE OF r
 """
 # A checked-in reservation under way ends now: its final interval is what was used.
-_CANCEL_FOR_STAFF = """
+_CANCEL_FOR_STAFF = f"""
     UPDATE reservations
     SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $3, updated_at = $2,
         end_time = CASE WHEN status = 'CHECKED_IN' AND start_time < $2
                         THEN least(end_time, $2) ELSE end_time END
-    WHERE id = ANY($1::bigint[]) AND status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')
+    WHERE id = ANY($1::bigint[]) AND {statuses.ACTIVE}
 """
 
 _LIST_RESERVATIONS = f"""

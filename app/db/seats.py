@@ -12,11 +12,12 @@ from asyncpg import Range
 
 __all__ = ["Range", "SeatFilter", "interval", "point"]
 
+from app.db import statuses
 from app.db.pool import Connection
 from app.models import SeatStatus
 from app.realtime.events import SeatState
 
-_ACTIVE = "r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')"
+_ACTIVE = statuses.active("r")
 
 # $1: the tstzrange availability is asked for.
 _SEAT_AVAILABLE = f"""

@@ -10,12 +10,13 @@ from datetime import datetime
 
 import asyncpg
 
+from app.db import statuses
 from app.db.pool import Connection
 from app.db.seats import Range
 from app.errors import error_for_constraint
 from app.models import WaitlistEntry
 
-_ACTIVE = "status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')"
+_ACTIVE = statuses.ACTIVE
 
 # `position` counts from 1 within the entry's queue, for WAITING entries only.
 _COLUMNS = """

@@ -1,12 +1,15 @@
 """The booking invariants are PostgreSQL constraints: tested in SQL, alone and under contention."""
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from app.db import statuses
 from app.errors import AlreadyExists, SeatConflict, UserOverlap, error_for_constraint
+from app.models import ACTIVE_RESERVATION_STATUSES
 
 T10 = datetime(2030, 1, 7, 10, tzinfo=UTC)
 T11 = T10 + timedelta(hours=1)
@@ -379,3 +382,43 @@ async def test_one_user_racing_for_twenty_seats_gets_exactly_one(
     assert len(rejected) == 19
     assert {r.constraint_name for r in rejected} == {"reservations_user_no_overlap"}
     assert await active_count(db) == 1
+
+
+def statuses_named_in(sql: str) -> set[str]:
+    """The status literals a predicate names: 'HELD'::text in a definition, 'HELD' in ours."""
+    return set(re.findall(r"'([A-Z_]+)'", sql))
+
+
+@pytest.mark.parametrize(
+    "constraint", ["reservations_seat_no_overlap", "reservations_user_no_overlap"]
+)
+async def test_the_active_status_predicate_is_the_exclusion_constraints_own(
+    db: asyncpg.Connection, constraint: str
+) -> None:
+    # Queries that decide "is this seat taken" must count exactly the reservations the
+    # constraints guard, or a listing and a booking would disagree about a seat.
+    definition: str = await db.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1", constraint
+    )
+    assert definition.startswith("EXCLUDE USING gist")
+    active = {s.value for s in ACTIVE_RESERVATION_STATUSES}
+    assert statuses_named_in(definition) == active
+    assert statuses_named_in(statuses.ACTIVE) == active
+
+
+async def test_partial_indexes_on_active_reservations_use_the_same_predicate(
+    db: asyncpg.Connection,
+) -> None:
+    # A partial index is only used when the query's predicate implies the index's.
+    rows = await db.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes "
+        "WHERE tablename = 'reservations' AND indexdef LIKE '%CHECKED_IN%'"
+    )
+    active_indexes = [
+        row for row in rows if "CONFIRMED" in row["indexdef"] and "HELD" in row["indexdef"]
+    ]
+    assert active_indexes, "expected partial indexes over the active statuses"
+    for row in active_indexes:
+        assert statuses_named_in(row["indexdef"]) == statuses_named_in(statuses.ACTIVE), row[
+            "indexname"
+        ]
