@@ -2,26 +2,30 @@
 
     .venv/bin/python loadtest/rush.py                    # 1 worker, then 2
     .venv/bin/python loadtest/rush.py -w 2 --pick random
+    .venv/bin/python loadtest/rush.py --students 50 --seats 10 -w 1 --concurrency 10  # smoke
     .venv/bin/python loadtest/rush.py --help
+
+Needs the ``loadtest`` extra (``pip install -e '.[loadtest]'``: Locust and httpx-sse).
 
 For each worker count, on a freshly seeded database ``dlsms_rush`` (``--branches`` 5
 branches x 200 ACTIVE seats = ``--seats`` 1,000; ``--students`` 5,000 students
-R000001..; nothing booked), with a server started like bench.py's (uvicorn,
+R000001..; nothing booked), with a server started by harness.Server (uvicorn,
 ``--workers N``, REDIS_URL=redis://127.0.0.1:6379/6 flushed first,
 SCHEDULER_ENABLED=false, default pool of 20 a worker), for the slot tomorrow
 09:00-12:00 UTC:
 
-1. book: every student, in a shuffled order, ``--concurrency`` (150) at a time on
-   keep-alive connections, makes one attempt: ``--pick listed`` (default) reads the
-   free seats of a random branch (``GET /seats?branch=&available_only=true&start_time=
-   &end_time=``, cached in Redis) and books a random one of them (a random seat of
-   that branch when none is listed); ``--pick random`` books a random seat of all.
-   5,000 ``POST /reservations``;
-2. join: every student without a seat joins the waitlist of that branch
+1. book (Locust, loadtest/rush_locust.py, ``--concurrency`` 150 users on keep-alive
+   connections): every student, in a shuffled order, makes one attempt: ``--pick
+   listed`` (default) reads the free seats of a random branch (``GET /seats?branch=
+   &available_only=true&start_time=&end_time=``, cached in Redis) and books a random one
+   of them (a random seat of that branch when none is listed); ``--pick random`` books
+   a random seat of all. 5,000 ``POST /reservations``;
+2. join (Locust again): every student without a seat joins the waitlist of that branch
    (``POST /waitlist {branch, start_time, end_time}``); on 409 ``slot_available`` (a
    seat of the branch is still free) they read the listing, try to book a free seat,
    and join again if that failed (at most 5 times);
-3. streams: every waiting student opens ``GET /notifications/stream`` with its token;
+3. streams (rush_offers.py, httpx-sse): every waiting student opens
+   ``GET /notifications/stream`` with its token;
 4. cancel: 30 % (``--cancel-share``) of the students holding a seat cancel at once
    (``DELETE /reservations/{id}``, all queued at the same moment on ``--concurrency``
    connections). Each cancellation offers the seat to the oldest waiting entry of the
@@ -38,40 +42,45 @@ Unless ``--no-analyze``, the harness runs ANALYZE on reservations and waitlist_e
 after phases 1 and 2 (autovacuum cannot keep up with tables that fill in seconds, and
 with an empty table's statistics the offer query takes seconds: see loadtest/README.md).
 
-Checks (SQL, printed, all expected 0): overlapping active reservations of one seat and
-of one user (seed.py's self-joins), and lost offers: a cancelled seat-interval that is
-not covered again by an active reservation while a WAITING entry of its branch (or of
-that seat) fits in it, free for that entry's owner too (LOST_OFFERS_SQL).
+Checks (printed, all expected 0): overlapping active reservations of one seat and of
+one user (seed.py's self-joins), lost offers: a cancelled seat-interval that is not
+covered again by an active reservation while a WAITING entry of its branch (or of that
+seat) fits in it, free for that entry's owner too (LOST_OFFERS_SQL), and 5xx answers.
 
-Results: one JSON line per run in loadtest/runs/rush.jsonl; server logs next to it.
+Results: one JSON line per run in loadtest/runs/rush.jsonl; server and Locust logs next
+to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
+import resource
 import signal
+import subprocess
 import sys
 import time
 import urllib.parse
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import aload
 import bcrypt
+import harness
 import seed as seeding
-from aload import ConnPool, Phase, SseEvent, SseStream, dist_ms, iso, log, parse_iso, pg
+from clients import Client
+from harness import HERE, RUNS, VENV_BIN, log, pg
+from rush_offers import Offers
+from stats import Phase, iso, print_phase
 
 from app.db.migrations import upgrade_to_head
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/6"  # bench.py uses 3, sse_fanout.py 4, tests 15
 ACTIVE = seeding.ACTIVE
-RETRIES = 3  # attempts of a cancel or claim whose connection broke (no answer)
 
 # Seat-intervals released by the cancellations ($1: their reservation ids) that sit idle
 # although a WAITING entry would fit: same branch (branch-level, or that very seat),
@@ -218,297 +227,76 @@ async def checks(url: str, cancelled: list[int], start: datetime) -> dict[str, A
 # --------------------------------------------------------------------------- run
 
 
-class Rush:
-    def __init__(self, args: argparse.Namespace, port: int, world: dict[str, Any]) -> None:
-        self.args = args
-        self.host, self.port = "127.0.0.1", port
-        self.rng = random.Random(args.random_seed)
-        self.world = world
-        self.tokens = aload.mint_tokens(world["users"])
-        self.start, self.end = the_slot()
-        self.qs_interval = (
-            f"start_time={urllib.parse.quote(iso(self.start))}"
-            f"&end_time={urllib.parse.quote(iso(self.end))}"
-        )
-        self.interval = {"start_time": iso(self.start), "end_time": iso(self.end)}
-        self.phases: dict[str, Phase] = {}
-        self.branches = sorted(world["by_branch"])
-        self.holding: dict[int, int] = {}  # user -> reservation id
-        self.want_branch: dict[int, str] = {}
-        self.waiting: dict[int, int] = {}  # user -> entry id
+def write_plan(
+    args: argparse.Namespace, world: dict[str, Any], tokens: dict[int, str], path: Path
+) -> dict[str, Any]:
+    """What rush_locust.py needs: tokens, the shuffled order, each student's branch and
+    random pick, the seats of each branch, the slot."""
+    rng = random.Random(args.random_seed)
+    users = [uid for uid, _ in world["users"]]
+    rng.shuffle(users)
+    seats = list(world["seat_branch"])
+    branches = sorted(world["by_branch"])
+    picks: dict[str, dict[str, Any]] = {}
+    for uid in users:
+        r = rng.random()
+        if args.pick == "random":
+            seat = seats[int(r * len(seats))]
+            picks[str(uid)] = {"seat": seat, "branch": world["seat_branch"][seat]}
+        else:
+            picks[str(uid)] = {"branch": branches[int(r * len(branches))], "r": rng.random()}
+    start, end = the_slot()
+    plan = {
+        "start_time": iso(start),
+        "end_time": iso(end),
+        "tokens": {str(uid): t for uid, t in tokens.items()},
+        "students": {"book": [str(u) for u in users], "join": []},
+        "picks": picks,
+        "pick": args.pick,
+        "by_branch": world["by_branch"],
+        "random_seed": args.random_seed,
+    }
+    path.write_text(json.dumps(plan))
+    return plan
 
-    def phase(self, name: str) -> Phase:
-        if name not in self.phases:
-            self.phases[name] = Phase(name)
-        return self.phases[name]
 
-    async def free_seats(self, conn: aload.HttpConn, uid: int, branch: str, tag: str) -> list[int]:
-        q = urllib.parse.quote(branch)
-        r = await conn.request(
-            "GET",
-            f"/seats?branch={q}&available_only=true&{self.qs_interval}&limit=500",
-            token=self.tokens[uid],
-        )
-        self.phase(tag).record(r)
-        if r.status != 200:
-            return []
-        return [s["id"] for s in r.json["items"] if s["available"]]
-
-    async def book(self, conn: aload.HttpConn, uid: int, seat_id: int, tag: str) -> bool:
-        r = await conn.request(
-            "POST",
-            "/reservations",
-            token=self.tokens[uid],
-            body={"seat_id": seat_id, **self.interval},
-        )
-        self.phase(tag).record(r)
-        if r.status == 201:
-            self.holding[uid] = r.json["id"]
-            return True
-        return False
-
-    # -- 1: everyone tries once
-    async def phase_book(self, pool: ConnPool) -> None:
-        users = [uid for uid, _ in self.world["users"]]
-        self.rng.shuffle(users)
-        picks = {uid: self.rng.random() for uid in users}
-
-        async def one(uid: int) -> None:
-            async with pool.conn() as conn:
-                if self.args.pick == "random":
-                    seat = list(self.world["seat_branch"])[int(picks[uid] * self.args.seats)]
-                    branch = self.world["seat_branch"][seat]
-                else:
-                    branch = self.branches[int(picks[uid] * len(self.branches))]
-                    free = await self.free_seats(conn, uid, branch, "1 list")
-                    choices = free or self.world["by_branch"][branch]
-                    seat = choices[int(self.rng.random() * len(choices))]
-                self.want_branch[uid] = branch
-                await self.book(conn, uid, seat, "1 book")
-
-        self.phase("1 list" if self.args.pick == "listed" else "1 book")
-        self.phase("1 book")
-        await asyncio.gather(*(one(uid) for uid in users))
-        for name in ("1 list", "1 book"):
-            if name in self.phases:
-                self.phases[name].done()
-
-    # -- 2: the rest join their branch's waitlist
-    async def phase_join(self, pool: ConnPool) -> None:
-        losers = [uid for uid, _ in self.world["users"] if uid not in self.holding]
-        self.phase("2 join")
-
-        async def one(uid: int) -> None:
-            branch = self.want_branch[uid]
-            async with pool.conn() as conn:
-                for _ in range(5):
-                    r = await conn.request(
-                        "POST",
-                        "/waitlist",
-                        token=self.tokens[uid],
-                        body={"branch": branch, **self.interval},
-                    )
-                    self.phase("2 join").record(r)
-                    if r.status == 201:
-                        self.waiting[uid] = r.json["id"]
-                        return
-                    if r.label != "409 slot_available":
-                        return
-                    free = await self.free_seats(conn, uid, branch, "2 fallback list")
-                    if free and await self.book(
-                        conn, uid, self.rng.choice(free), "2 fallback book"
-                    ):
-                        return
-
-        await asyncio.gather(*(one(uid) for uid in losers))
-        for name, p in self.phases.items():
-            if name.startswith("2"):
-                p.started = self.phases["2 join"].started
-                p.t0_wall = self.phases["2 join"].t0_wall
-                p.done()
-
-    # -- 3..5: streams, cancellations, offers, claims, settle
-    async def phase_offers(self, url: str) -> dict[str, Any]:
-        args = self.args
-        claim_pool = ConnPool(self.host, self.port, args.concurrency)
-        cancel_pool = ConnPool(self.host, self.port, args.concurrency)
-        offers_seen: dict[int, dict[str, Any]] = {}  # entry id -> notification
-        delivery: list[float] = []
-        to_claimed: list[float] = []
-        claimed: dict[int, str] = {}  # entry id -> last claim answer
-        claim_tasks: list[asyncio.Task[None]] = []
-        other_events: Counter[str] = Counter()
-        progress = asyncio.Event()
-        last_claim_answer = [0.0]
-        cancel_phase = self.phase("4 cancel")
-        claim_phase = self.phase("4 claim")
-
-        async def claim(uid: int, entry_id: int) -> None:
-            for attempt in range(RETRIES):  # a student retries when the connection breaks
-                r = await claim_pool.request(
-                    "POST", f"/waitlist/{entry_id}/claim", token=self.tokens[uid]
-                )
-                claim_phase.record(r)
-                if r.status != 0 or attempt == RETRIES - 1:
-                    break
-                await asyncio.sleep(1.0)
-            claimed[entry_id] = r.label
-            created = offers_seen[entry_id].get("created_at")
-            if created and r.status == 200:
-                to_claimed.append(time.time() - parse_iso(created))
-            if r.status == 200:
-                self.holding[uid] = r.json["reservation"]["id"]
-                self.waiting.pop(uid, None)
-            last_claim_answer[0] = time.perf_counter()
-            progress.set()
-
-        def on_event(stream: SseStream, ev: SseEvent) -> None:
-            if ev.event != "waitlist.offer":
-                other_events[ev.event or "?"] += 1
-                return
-            body = json.loads(ev.data)
-            entry_id = body["data"]["entry_id"]
-            if entry_id in offers_seen:
-                other_events["duplicate offer"] += 1
-                return
-            offers_seen[entry_id] = body
-            delivery.append(ev.arrived - parse_iso(body["created_at"]))
-            claim_tasks.append(asyncio.create_task(claim(stream.key, entry_id)))
-            progress.set()
-
-        streams = [
-            SseStream(self.host, self.port, self.tokens[uid], on_event, key=uid, reconnect=True)
-            for uid in self.waiting
-        ]
-        log(f"  3: opening {len(streams)} streams")
-        opened = await aload.open_streams(streams, args.open_concurrency)
-        log(
-            f"     {opened['open']}/{opened['streams']} open in {opened['wall_s']}s, "
-            f"handshake p50 {opened['handshake_ms']['p50']} ms p99 "
-            f"{opened['handshake_ms']['p99']} ms {opened['failures'] or ''}"
-        )
-        await asyncio.gather(claim_pool.warm(), cancel_pool.warm())
-        await asyncio.sleep(1.0)
-
-        async def reclaim_missed(conn: Any) -> list[dict[str, Any]]:
-            """Offers still OFFERED (their event never came, or the claim failed): found by
-            SQL, then claimed the way a student without a live stream would: GET /waitlist,
-            then claim."""
-            rows = await conn.fetch(
-                "SELECT id, user_id FROM waitlist_entries WHERE status = 'OFFERED' ORDER BY id"
-            )
-            missed = []
-            for row in rows:
-                uid = row["user_id"]
-                r = await claim_pool.request("GET", "/waitlist", token=self.tokens[uid])
-                self.phase("5 reconcile list").record(r)
-                missed.append(
-                    {
-                        "entry_id": row["id"],
-                        "user_id": uid,
-                        "seen_on_stream": row["id"] in offers_seen
-                        and "created_at" in offers_seen[row["id"]],
-                        "claim_answer": claimed.get(row["id"]),
-                    }
-                )
-                for e in r.json["items"] if r.status == 200 else []:
-                    if e["status"] == "OFFERED":
-                        offers_seen.setdefault(e["id"], {"missed": True})
-                        claim_tasks.append(asyncio.create_task(claim(uid, e["id"])))
-            if missed:
-                log(f"  !! {len(missed)} offers still OFFERED: {missed[:3]}")
-            return missed
-
-        holders = sorted(self.holding)
-        cancellers = self.rng.sample(holders, round(len(holders) * args.cancel_share))
-        attempted = [self.holding[uid] for uid in cancellers]
-        go = asyncio.Event()
-
-        async def cancel(uid: int) -> None:
-            await go.wait()
-            rid = self.holding[uid]
-            for attempt in range(RETRIES):  # a student retries when the connection breaks
-                r = await cancel_pool.request(
-                    "DELETE", f"/reservations/{rid}", token=self.tokens[uid]
-                )
-                cancel_phase.record(r)
-                if r.status != 0 or attempt == RETRIES - 1:
-                    break
-                await asyncio.sleep(1.0)
-            if r.status == 200:
-                self.holding.pop(uid, None)
-
-        log(f"  4: {len(cancellers)} of {len(holders)} seat holders cancel at once")
-        tasks = [asyncio.create_task(cancel(uid)) for uid in cancellers]
-        await asyncio.sleep(0.05)
-        t0 = time.perf_counter()
-        cancel_phase.started = claim_phase.started = t0
-        cancel_phase.t0_wall = claim_phase.t0_wall = time.time()
-        go.set()
-        await asyncio.gather(*tasks)
-        cancel_phase.done()
-        cancels_answered = time.perf_counter()
-
-        # Settle: every offer seen is claimed and PostgreSQL has no HELD row nor lost offer.
-        conn = await pg(url)
-        missed_offers: list[dict[str, Any]] = []
-        settled_by_streams = True
-        lost = None
-        try:
-            last_progress = time.perf_counter()
-            while True:
-                progress.clear()
-                if claim_tasks:
-                    await asyncio.gather(*claim_tasks)
-                if len(claimed) == len(offers_seen):
-                    held = await conn.fetchval(
-                        "SELECT count(*) FROM reservations WHERE status = 'HELD'"
-                        " AND start_time = $1",
-                        self.start,
-                    )
-                    if held == 0:
-                        lost = await conn.fetchval(LOST_OFFERS_SQL, attempted)
-                        if lost == 0:
-                            break
-                    if time.perf_counter() - last_progress > args.settle_timeout:
-                        settled_by_streams = False
-                        found = await reclaim_missed(conn)
-                        missed_offers += found
-                        if not found:
-                            log(f"  !! {lost} lost offers and nothing HELD: not settling")
-                            break
-                        last_progress = time.perf_counter()
-                        continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(progress.wait(), 0.05)
-                if progress.is_set():
-                    last_progress = time.perf_counter()
-        finally:
-            await conn.close()
-        settle_end = max(last_claim_answer[0], cancels_answered)
-        claim_phase.ended = settle_end
-        await asyncio.sleep(1.0)  # stray events (duplicates, wrong users) show up now
-        drops = Counter(d for s in streams for d in s.drops)
-        for s in streams:
-            s.close()
-        claim_pool.close()
-        cancel_pool.close()
-        return {
-            "streams": opened,
-            "cancellers": len(cancellers),
-            "cancelled_ids": attempted,
-            "offers_seen_on_streams": sum(1 for b in offers_seen.values() if "created_at" in b),
-            "claims": Counter(claimed.values()),
-            "offers_missed_by_streams": missed_offers,
-            "settled_by_streams": settled_by_streams,
-            "settle_s": round(settle_end - t0, 3),
-            "cancels_answered_s": round(cancels_answered - t0, 3),
-            "offer_delivery_ms": dist_ms(delivery),
-            "offer_to_claimed_ms": dist_ms(to_claimed),
-            "other_events": dict(other_events),
-            "stream_drops": dict(drops),
-            "streams_reconnected": sum(1 for s in streams if s.drops),
-        }
+def run_locust(
+    base: str, plan: dict[str, Any], phase: str, args: argparse.Namespace, name: str
+) -> tuple[dict[str, Any], list[Phase], float]:
+    """One bulk phase in a Locust process (rush_locust.py), until every student of the
+    phase is done: what it recorded, the phases by request name, and its CPU seconds."""
+    plan_path = RUNS / f"{name}.plan.json"
+    plan_path.write_text(json.dumps(plan))
+    out = RUNS / f"{name}.locust-{phase}.json"
+    users = max(1, min(args.concurrency, len(plan["students"][phase])))
+    cmd = [
+        str(VENV_BIN / "locust"),
+        *("-f", str(HERE / "rush_locust.py"), "--headless", "--host", base),
+        *("-u", str(users), "-r", str(users), "--run-time", f"{args.phase_limit:g}s"),
+        *("--stop-timeout", "30", "--only-summary", "--loglevel", "WARNING"),
+    ]
+    env = {**os.environ, "RUSH_PLAN": str(plan_path), "RUSH_PHASE": phase, "RUSH_OUT": str(out)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with (RUNS / f"{name}.locust-{phase}.log").open("w") as locust_log:
+        done = subprocess.run(
+            cmd, env=env, stdout=locust_log, stderr=subprocess.STDOUT,
+            timeout=args.phase_limit + 120, check=False,
+        )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if not out.exists():
+        raise RuntimeError(f"locust exited {done.returncode} without results; see its log")
+    result: dict[str, Any] = json.loads(out.read_text())
+    rows = result["requests"]
+    phases: dict[str, Phase] = {}
+    if rows:
+        first = min(sent for _, _, _, sent in rows)
+        last = max(sent + secs for _, secs, _, sent in rows)
+        for req_name, secs, status_label, sent in rows:
+            if req_name not in phases:
+                phases[req_name] = Phase(req_name, started=0.0, ended=last - first, t0_wall=first)
+            phases[req_name].record(secs, sent, status_label)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return result, sorted(phases.values(), key=lambda p: p.name), cpu
 
 
 async def analyze(url: str, when: str) -> dict[str, Any]:
@@ -526,69 +314,104 @@ async def analyze(url: str, when: str) -> dict[str, Any]:
     return {"when": when, "took_s": took}
 
 
-async def run_async(
-    args: argparse.Namespace, server: aload.AppServer, url: str, workers: int
-) -> dict[str, Any]:
-    world = await load_world(url)
-    rush = Rush(args, server.port, world)
-    pool = ConnPool(rush.host, server.port, args.concurrency)
-    await pool.warm()
-    # Warm-up: a few requests that touch the routes, on another slot (the day after).
-    day2 = {
-        "start_time": iso(rush.start + timedelta(days=1)),
-        "end_time": iso(rush.end + timedelta(days=1)),
-    }
+async def warm_up(base: str, world: dict[str, Any], tokens: dict[int, str]) -> None:
+    """A few requests that touch the routes, on another slot (the day after)."""
+    start, end = the_slot()
+    day2 = {"start_time": iso(start + timedelta(days=1)), "end_time": iso(end + timedelta(days=1))}
     uid0 = world["users"][0][0]
-    r = await pool.request(
-        "POST",
-        "/reservations",
-        token=rush.tokens[uid0],
-        body={"seat_id": next(iter(world["seat_branch"])), **day2},
-    )
-    assert r.status == 201, (r.status, r.body[:300])
-    r2 = await pool.request("DELETE", f"/reservations/{r.json['id']}", token=rush.tokens[uid0])
-    assert r2.status == 200, (r2.status, r2.body[:300])
-    for b in rush.branches:
-        async with pool.conn() as c:
-            await rush.free_seats(c, uid0, b, "warm-up")
-    rush.phases.clear()
-    await pool.warm()
+    client = Client(base, 4)
+    try:
+        r = await client.request(
+            "POST",
+            "/reservations",
+            token=tokens[uid0],
+            body={"seat_id": next(iter(world["seat_branch"])), **day2},
+        )
+        assert r.status == 201, (r.status, r.body[:300])
+        r2 = await client.request("DELETE", f"/reservations/{r.json['id']}", token=tokens[uid0])
+        assert r2.status == 200, (r2.status, r2.body[:300])
+        for b in sorted(world["by_branch"]):
+            path = f"/seats?branch={urllib.parse.quote(b)}&available_only=true"
+            await client.request("GET", path, token=tokens[uid0])
+    finally:
+        await client.aclose()
 
-    cpu0 = aload.cpu_snapshot(server.proc.pid, args.db)
+
+def run_phases(
+    args: argparse.Namespace, server: harness.Server, url: str, name: str
+) -> dict[str, Any]:
+    world = asyncio.run(load_world(url))
+    tokens = harness.mint_tokens(world["users"])
+    asyncio.run(warm_up(server.base, world, tokens))
+    plan = write_plan(args, world, tokens, RUNS / f"{name}.plan.json")
+    phases: list[Phase] = []
+    cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
     client0 = time.process_time()
+    locust_cpu = 0.0
     t_run = time.perf_counter()
-    log(f"  1: {len(world['users'])} students book ({args.pick} pick)")
-    await rush.phase_book(pool)
-    won = len(rush.holding)
+
+    log(f"  1: {len(world['users'])} students book ({args.pick} pick), Locust")
+    booked, found, locust_s = run_locust(server.base, plan, "book", args, name)
+    phases += found
+    locust_cpu += locust_s
+    holding = {int(u): rid for u, rid in booked["holding"].items()}
+    won = len(holding)
     log(f"     {won} seats taken")
     analyzed = []
     if args.analyze:
-        analyzed.append(await analyze(url, "after booking"))
-    log(f"  2: {len(world['users']) - won} students join a waitlist")
-    await rush.phase_join(pool)
-    log(f"     {len(rush.waiting)} waiting, {len(rush.holding)} holding a seat")
+        analyzed.append(asyncio.run(analyze(url, "after booking")))
+    plan["students"]["join"] = [u for u in plan["students"]["book"] if int(u) not in holding]
+    log(f"  2: {len(plan['students']['join'])} students join a waitlist, Locust")
+    joined, found, locust_s = run_locust(server.base, plan, "join", args, name)
+    phases += found
+    locust_cpu += locust_s
+    holding.update({int(u): rid for u, rid in joined["holding"].items()})
+    waiting = {int(u): eid for u, eid in joined["waiting"].items()}
+    log(f"     {len(waiting)} waiting, {len(holding)} holding a seat")
     if args.analyze:
-        analyzed.append(await analyze(url, "after joining"))
-    pool.close()
-    offers = await rush.phase_offers(url)
+        analyzed.append(asyncio.run(analyze(url, "after joining")))
+
+    later: dict[str, Phase] = {}
+    start, _ = the_slot()
+    offers = Offers(
+        base=server.base,
+        tokens=tokens,
+        holding=holding,
+        waiting=waiting,
+        start=start,
+        lost_offers_sql=LOST_OFFERS_SQL,
+        phases=later,
+        rng=random.Random(args.random_seed + 1),
+    )
+    result = asyncio.run(
+        offers.run(
+            url,
+            concurrency=args.concurrency,
+            open_concurrency=args.open_concurrency,
+            cancel_share=args.cancel_share,
+            settle_timeout=args.settle_timeout,
+        )
+    )
     secs = time.perf_counter() - t_run
-    cpu = aload.cpu_used(cpu0, aload.cpu_snapshot(server.proc.pid, args.db), secs)
-    cpu["client"] = round((time.process_time() - client0) / secs, 2)
-    cancelled = offers.pop("cancelled_ids")
-    check = await checks(url, cancelled, rush.start)
-    phases = [p.summary() for p in rush.phases.values() if p.name != "warm-up"]
+    cpu = harness.cpu_used(cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), secs)
+    cpu["client"] = round((time.process_time() - client0 + locust_cpu) / secs, 2)
+    cpu["others"] = round(max(cpu["others"] - cpu["client"], 0.0), 2)
+    cancelled = result.pop("cancelled_ids")
+    check = asyncio.run(checks(url, cancelled, start))
+    summaries = [p.summary() for p in [*phases, *later.values()]]
     totals: Counter[str] = Counter()
-    for p in phases:
-        totals.update(p["status"])
+    for s in summaries:
+        totals.update(s["status"])
+    check["five_xx"] = sum(n for k, n in totals.items() if k.startswith("5"))
     return {
-        "slot": [iso(rush.start), iso(rush.end)],
+        "slot": [plan["start_time"], plan["end_time"]],
         "booked_in_phase_1": won,
-        "phases": phases,
+        "phases": summaries,
         "status_totals": dict(sorted(totals.items())),
         "run_s": round(secs, 2),
         "analyze": analyzed,
         "cpu_cores": cpu,
-        **offers,
+        **result,
         "checks": check,
     }
 
@@ -596,28 +419,28 @@ async def run_async(
 def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     url = seeding.db_url(args.server, args.db)
     log(f"== rush, {workers} worker(s): waiting for a quiet machine")
-    quiet = aload.wait_until_quiet(args.quiet_wait)
+    quiet = harness.wait_for_quiet(args.quiet_wait)
     log(f"  load average {quiet['loadavg']}; seeding {url}")
     asyncio.run(seed_db(args))
-    extra_env = {"REDIS_URL": args.redis_url, "SCHEDULER_ENABLED": "false"}
+    extra_env = {"SCHEDULER_ENABLED": "false"}
     for kv in args.env:
         k, _, v = kv.partition("=")
         extra_env[k] = v
-    free, used = asyncio.run(aload.connection_headroom(url))
+    free, used = asyncio.run(harness.connection_headroom(url))
     pool_max = int(extra_env.get("DB_POOL_MAX_SIZE", 20))
     if free < workers * pool_max + 2:
         log(
             f"  warning: {free} free PostgreSQL slots ({used} used), server may want "
             f"{workers} x {pool_max}"
         )
-    aload.flush_redis_db(args.redis_url)
-    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
-    name = f"{stamp}-rush-w{workers}"
-    aload.RUNS.mkdir(exist_ok=True)
-    server = aload.AppServer(
+    harness.flush_redis_db(args.redis_url)
+    name = f"{harness.stamp()}-rush-w{workers}"
+    RUNS.mkdir(exist_ok=True)
+    server = harness.Server(
         database_url=url,
         workers=workers,
-        log_path=aload.RUNS / f"{name}.server.log",
+        log_path=RUNS / f"{name}.server.log",
+        redis_url=args.redis_url,
         extra_env=extra_env,
         uvicorn_log_level=args.uvicorn_log_level,
         uvicorn_args=tuple(args.uvicorn_arg),
@@ -625,35 +448,31 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  server pid {server.proc.pid} on {server.base} env {extra_env}")
     try:
         server.wait_ready()
-        with aload.Watcher() as watcher, aload.WorkerMonitor(server) as workers_seen:
-            result = asyncio.run(run_async(args, server, url, workers))
+        with harness.WorkerMonitor(server) as workers_seen:
+            result = run_phases(args, server, url, name)
     finally:
         server.stop()
         log(f"  server pid {server.proc.pid} stopped (exit {server.proc.returncode})")
     record = {
         "scenario": "rush",
+        "client": "locust (phases 1-2) + httpx/httpx-sse (3-5)",
         "workers": workers,
         "name": name,
         "command": "loadtest/rush.py " + " ".join(args.argv),
-        "version": aload.git_version(),
+        "version": harness.git_version(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            **quiet,
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            # wrk/pytest/bench.py seen during the run (samples every 2 s): a noisy run
-            "others_during_run": dict(watcher.seen),
-        },
-        "server_env": extra_env,
-        "server_cmd": " ".join(server.cmd[server.cmd.index("app.main:app") :]),
+        "machine": {**quiet, "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "server_env": {**extra_env, "REDIS_URL": args.redis_url},
+        "server_cmd": " ".join(server.cmd[server.cmd.index(harness.APP) :]),
         "worker_events": workers_seen.events,
         "students": args.students,
         "seats": args.seats,
         "concurrency": args.concurrency,
         "pick": args.pick,
         **result,
-        "server_log": aload.server_log_summary(server.log_path),
+        "server_log": harness.server_log_summary(server.log_path),
     }
-    path = aload.append_jsonl("rush.jsonl", record)
+    path = harness.append_jsonl("rush.jsonl", record)
     print_summary(record)
     log(f"  appended to {path}")
     return record
@@ -665,11 +484,11 @@ def print_summary(r: dict[str, Any]) -> None:
         f"\n== rush, {r['workers']} worker(s): {r['students']} students, {r['seats']} seats, "
         f"{r['concurrency']} connections, load avg {r['machine']['loadavg']} -> "
         f"{r['machine']['loadavg_after']}, others during the run: "
-        f"{r['machine']['others_during_run'] or 'none'} ==",
+        f"{r['cpu_cores'].get('others')} cores ==",
         flush=True,
     )
     for p in r["phases"]:
-        aload.print_phase(p)
+        print_phase(p)
     print(
         f"  offers: {c['offers_made']} made, {r['offers_seen_on_streams']} seen on streams "
         f"(delivery {r['offer_delivery_ms']}), claims {dict(r['claims'])}, "
@@ -678,8 +497,9 @@ def print_summary(r: dict[str, Any]) -> None:
         f"{r['cancels_answered_s']} s){'' if r['settled_by_streams'] else ' NOT by streams'}\n"
         f"  status totals {r['status_totals']}\n"
         f"  checks: seat overlaps {c['seat_overlaps']}, user overlaps {c['user_overlaps']}, "
-        f"lost offers {c['lost_offers']}; cancelled {c['cancelled_by_run']}, re-covered "
-        f"{c['cancelled_recovered']}; slot {c['slot']}; waitlist {c['waitlist']}\n"
+        f"lost offers {c['lost_offers']}, 5xx {c['five_xx']}; cancelled "
+        f"{c['cancelled_by_run']}, re-covered {c['cancelled_recovered']}; slot {c['slot']}; "
+        f"waitlist {c['waitlist']}\n"
         f"  cpu cores {r['cpu_cores']}; run {r['run_s']} s; stream drops "
         f"{r['stream_drops'] or 0} ({r['streams_reconnected']} reconnected); "
         f"other events {r['other_events'] or 0}; "
@@ -722,7 +542,15 @@ def parse_args() -> argparse.Namespace:
         help="uvicorn's own log [warning]; info also logs every request (the app routes "
         "uvicorn.access to its handler), which costs throughput",
     )
-    p.add_argument("--quiet-wait", type=float, default=600, help="wait for no wrk/pytest, s")
+    p.add_argument(
+        "--phase-limit", type=float, default=600, help="Locust's --run-time for a bulk phase, s"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=600,
+        help="wait up to this many s for other processes to use < 0.3 cores; 0: don't",
+    )
     args = p.parse_args()
     args.workers = args.workers or [1, 2]
     if not args.db.startswith("dlsms_") or args.db == "dlsms_bench":
@@ -736,8 +564,7 @@ def main() -> None:
     # SIGTERM (e.g. `kill`, or a background job whose SIGINT is ignored) unwinds like
     # Ctrl-C, so the server this script started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    aload.raise_nofile(args.students + 4 * args.concurrency + 1000)
-    aload.use_uvloop()
+    harness.raise_nofile(args.students + 4 * args.concurrency + 1000)
     for workers in args.workers:
         run_one(workers, args)
 

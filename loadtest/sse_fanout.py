@@ -55,22 +55,16 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aload
 import asyncpg
 import bcrypt
+import clients
+import harness
 import psutil
 import seed as seeding
-from aload import (
-    ConnPool,
-    Phase,
-    SseEvent,
-    SseStream,
-    dist_ms,
-    iso,
-    log,
-    parse_iso,
-    pg,
-)
+import stats
+from clients import Client, SseEvent, SseStream
+from harness import RUNS, log, pg
+from stats import Phase, dist_ms, iso, parse_iso
 
 from app.db.migrations import upgrade_to_head
 
@@ -232,8 +226,7 @@ class Inbox:
 async def offer_round(
     args: argparse.Namespace,
     url: str,
-    host: str,
-    port: int,
+    base: str,
     round_no: int,
     first: datetime,
     subs: list[tuple[int, str]],
@@ -246,7 +239,7 @@ async def offer_round(
     bookings = await holder_bookings(url, start)
     waiters = subs[round_no * args.offers : (round_no + 1) * args.offers]
     assert len(bookings) == len(waiters) == args.offers, (len(bookings), len(waiters))
-    pool = ConnPool(host, port, args.offers)
+    pool = Client(base, args.offers)
     await pool.warm()
 
     join = Phase("waitlist join")
@@ -255,7 +248,7 @@ async def offer_round(
     async def join_one(user_id: int, seat_id: int) -> None:
         body = {"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)}
         r = await pool.request("POST", "/waitlist", token=tokens[user_id], body=body)
-        join.record(r)
+        join.record(r.latency, r.sent_at, r.label)
         if r.status == 201:
             entries[user_id] = r.json["id"]
 
@@ -275,22 +268,21 @@ async def offer_round(
     sent: dict[int, tuple[float, float]] = {}  # seat -> (sent_at, answered_at)
     go = asyncio.Event()
 
-    async def cancel_one(b: dict[str, Any], conn: Any) -> None:
+    async def cancel_one(b: dict[str, Any]) -> None:
         await go.wait()
-        r = await conn.request("DELETE", f"/reservations/{b['id']}", token=tokens[b["user_id"]])
-        cancel.record(r)
+        r = await pool.request("DELETE", f"/reservations/{b['id']}", token=tokens[b["user_id"]])
+        cancel.record(r.latency, r.sent_at, r.label)
         sent[b["seat_id"]] = (r.sent_at, time.time())
 
-    conns = [pool._free.get_nowait() for _ in range(args.offers)]
-    tasks = [asyncio.create_task(cancel_one(b, c)) for b, c in zip(bookings, conns, strict=True)]
+    # one warm connection for each DELETE: the pool holds exactly args.offers
+    tasks = [asyncio.create_task(cancel_one(b)) for b in bookings]
     await asyncio.sleep(0.05)  # every task waits on `go`
     cancel.started = time.perf_counter()
     cancel.t0_wall = time.time()
     go.set()
     await asyncio.gather(*tasks)
     cancel.done()
-    for c in conns:
-        c.close()
+    await pool.aclose()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(inbox.arrived.wait(), args.timeout)
     await asyncio.sleep(0.5)  # a late duplicate or a stray event would show up now
@@ -335,26 +327,27 @@ async def offer_round(
 
 
 async def measure(
-    args: argparse.Namespace, server: aload.AppServer, url: str, first: str
+    args: argparse.Namespace, server: harness.Server, url: str, first: str
 ) -> dict[str, Any]:
-    host, port = "127.0.0.1", server.port
+    base = server.base
     pids = server.worker_pids()
     assert len(pids) == 1, pids
     pid = pids[0]
     subs, holders = await load_people(url)
-    tokens = aload.mint_tokens(subs + holders)
+    tokens = harness.mint_tokens(subs + holders)
     inbox = Inbox()
     out: dict[str, Any] = {"server_pid": pid}
 
     # Warm-up: the code paths a stream and a cancel take, once, before the baseline.
-    pool = ConnPool(host, port, 4)
+    stream_clients = clients.StreamClients(base)
+    pool = Client(base, 4)
     for _ in range(20):
         await pool.request("GET", "/health")
     r = await pool.request("GET", "/notifications", token=tokens[subs[0][0]])
     assert r.status == 200, (r.status, r.body[:300])
-    pool.close()
-    warm = [SseStream(host, port, tokens[uid], inbox, key=uid) for uid, _ in subs[-20:]]
-    await aload.open_streams(warm, 20)
+    await pool.aclose()
+    warm = [SseStream(stream_clients.get(0), tokens[uid], inbox, key=uid) for uid, _ in subs[-20:]]
+    await clients.open_streams(warm, 20)
     for s in warm:
         s.close()
     await asyncio.sleep(2.0)
@@ -362,9 +355,12 @@ async def measure(
     out["before"] = {**mem0, "pg_backends": await app_backends(url, args.db)}
     log(f"  server pid {pid}: rss {mem0['rss'] / 2**20:.1f} MiB, {mem0['fds']} fds before")
 
-    streams = [SseStream(host, port, tokens[uid], inbox, key=uid) for uid, _ in subs]
+    streams = [
+        SseStream(stream_clients.get(i), tokens[uid], inbox, key=uid)
+        for i, (uid, _) in enumerate(subs)
+    ]
     client_cpu0 = time.process_time()
-    opened = await aload.open_streams(streams, args.open_concurrency)
+    opened = await clients.open_streams(streams, args.open_concurrency)
     out["open"] = opened
     log(
         f"  opened {opened['open']}/{opened['streams']} streams in {opened['wall_s']}s "
@@ -375,10 +371,10 @@ async def measure(
     mem1 = memory(pid)
     n_open = sum(1 for s in streams if s.ended is None and s.open_latency is not None)
     out["with_streams"] = {**mem1, "pg_backends": await app_backends(url, args.db)}
-    probe = ConnPool(host, port, 1)
+    probe = Client(base, 1)
     r = await probe.request("GET", "/metrics")
-    probe.close()
-    out["with_streams"]["metrics"] = aload.metrics(r.body.decode(), METRICS)
+    await probe.aclose()
+    out["with_streams"]["metrics"] = stats.metrics(r.body.decode(), METRICS)
     delta = mem1["rss"] - mem0["rss"]
     out["per_stream"] = {
         "rss_bytes": round(delta / max(n_open, 1)),
@@ -392,20 +388,20 @@ async def measure(
     )
 
     # Idle: every stream gets a heartbeat at least every 15 s.
-    comments0 = sum(s.comments for s in streams)
-    cpu0 = aload.cpu_snapshot(server.proc.pid, args.db)
+    bytes0 = sum(s.bytes_read() for s in streams)
+    cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
     t0 = time.monotonic()
     await asyncio.sleep(args.hold)
     held = time.monotonic() - t0
-    idle = aload.cpu_used(cpu0, aload.cpu_snapshot(server.proc.pid, args.db), held)
+    idle = harness.cpu_used(cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), held)
     out["idle"] = {
         "seconds": round(held, 1),
-        "heartbeats": sum(s.comments for s in streams) - comments0,
+        "bytes_received": sum(s.bytes_read() for s in streams) - bytes0,  # heartbeats
         "server_cores": idle["server"],
         "cpu_cores": idle,
     }
     log(
-        f"  idle {held:.0f}s: {out['idle']['heartbeats']} heartbeats, server "
+        f"  idle {held:.0f}s: {out['idle']['bytes_received']:,} bytes of heartbeats, server "
         f"{idle['server']:.3f} cores"
     )
 
@@ -415,19 +411,17 @@ async def measure(
     if args.commit_probe:
         listener = await pg(url)
 
-        def on_commit(_c: Any, _pid: int, _channel: str, payload: str) -> None:
-            commits.setdefault(int(payload), time.time())
+        def on_commit(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            commits.setdefault(int(str(payload)), time.time())
 
         await listener.add_listener("loadtest_commit", on_commit)
 
     rounds = []
     first_dt = datetime.fromisoformat(first.replace("Z", "+00:00"))
-    cpu0 = aload.cpu_snapshot(server.proc.pid, args.db)
+    cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
     t_rounds = time.monotonic()
     for round_no in range(args.rounds):
-        res = await offer_round(
-            args, url, host, port, round_no, first_dt, subs, tokens, inbox, commits
-        )
+        res = await offer_round(args, url, base, round_no, first_dt, subs, tokens, inbox, commits)
         rounds.append(res)
         c, f, s = (
             res["delay_from_commit_ms"],
@@ -443,8 +437,8 @@ async def measure(
             f"p99 {res['cancels']['latency_ms']['p99']} ms"
         )
         await asyncio.sleep(1.0)
-    rounds_cpu = aload.cpu_used(
-        cpu0, aload.cpu_snapshot(server.proc.pid, args.db), time.monotonic() - t_rounds
+    rounds_cpu = harness.cpu_used(
+        cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), time.monotonic() - t_rounds
     )
     if listener is not None:
         await listener.close()
@@ -473,6 +467,7 @@ async def measure(
         s.close()
     await asyncio.sleep(3.0)
     out["after_close"] = {**memory(pid), "pg_backends": await app_backends(url, args.db)}
+    await stream_clients.aclose()
     return out
 
 
@@ -482,7 +477,7 @@ async def measure(
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     url = seeding.db_url(args.server, args.db)
     log(f"== sse-fanout, mode {mode}: waiting for a quiet machine")
-    quiet = aload.wait_until_quiet(args.quiet_wait)
+    quiet = harness.wait_for_quiet(args.quiet_wait)
     log(f"  load average {quiet['loadavg']}; seeding {url}")
     seeded = asyncio.run(seed_db(args))
     extra_env = {
@@ -491,18 +486,17 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "SSE_HEARTBEAT_SECONDS": "15",
     }
     if mode == "redis":
-        aload.flush_redis_db(args.redis_url)
+        harness.flush_redis_db(args.redis_url)
         extra_env["REDIS_URL"] = args.redis_url
     for kv in args.env:
         k, _, v = kv.partition("=")
         extra_env[k] = v
-    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
-    name = f"{stamp}-sse-fanout-{mode}"
-    aload.RUNS.mkdir(exist_ok=True)
-    server = aload.AppServer(
+    name = f"{harness.stamp()}-sse-fanout-{mode}"
+    RUNS.mkdir(exist_ok=True)
+    server = harness.Server(
         database_url=url,
         workers=1,
-        log_path=aload.RUNS / f"{name}.server.log",
+        log_path=RUNS / f"{name}.server.log",
         extra_env=extra_env,
         uvicorn_log_level=args.uvicorn_log_level,
         uvicorn_args=tuple(args.uvicorn_arg),
@@ -510,7 +504,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  server pid {server.proc.pid} on {server.base} env {extra_env}")
     try:
         server.wait_ready()
-        with aload.Watcher() as watcher, aload.WorkerMonitor(server) as workers_seen:
+        with harness.WorkerMonitor(server) as workers_seen:
             result = asyncio.run(measure(args, server, url, seeded["first_slot"]))
     finally:
         server.stop()
@@ -520,23 +514,19 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "mode": mode,
         "name": name,
         "command": "loadtest/sse_fanout.py " + " ".join(args.argv),
-        "version": aload.git_version(),
+        "client": "httpx + httpx-sse",
+        "version": harness.git_version(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            **quiet,
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            # wrk/pytest/bench.py seen during the run (samples every 2 s): a noisy run
-            "others_during_run": dict(watcher.seen),
-        },
+        "machine": {**quiet, "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "server_env": extra_env,
-        "server_cmd": " ".join(server.cmd[server.cmd.index("app.main:app") :]),
+        "server_cmd": " ".join(server.cmd[server.cmd.index(harness.APP) :]),
         "worker_events": workers_seen.events,
         "subscribers": args.subscribers,
         "offers_per_round": args.offers,
         **result,
-        "server_log": aload.server_log_summary(server.log_path),
+        "server_log": harness.server_log_summary(server.log_path),
     }
-    path = aload.append_jsonl("sse_fanout.jsonl", record)
+    path = harness.append_jsonl("sse_fanout.jsonl", record)
     print_summary(record)
     log(f"  appended to {path}")
     return record
@@ -548,7 +538,7 @@ def print_summary(r: dict[str, Any]) -> None:
     print(
         f"\n== sse-fanout, {r['mode']}: {r['open']['open']} streams, 1 worker, "
         f"load avg {r['machine']['loadavg']} -> {r['machine']['loadavg_after']}, others "
-        f"during the run: {r['machine']['others_during_run'] or 'none'} ==\n"
+        f"during the offer rounds: {r['rounds_cpu_cores'].get('others')} cores ==\n"
         f"  server RSS {b['rss'] / mib:.1f} -> {w['rss'] / mib:.1f} MiB: "
         f"{r['per_stream']['rss_bytes'] / 1024:.1f} KiB a stream "
         f"(USS {r['per_stream']['uss_bytes'] / 1024:.1f} KiB); fds {b['fds']} -> {w['fds']}; "
@@ -556,7 +546,7 @@ def print_summary(r: dict[str, Any]) -> None:
         f"  app PostgreSQL backends with all streams open: {w['pg_backends']}; "
         f"/metrics {w.get('metrics')}\n"
         f"  idle: {r['idle']['server_cores']} server cores over {r['idle']['seconds']} s "
-        f"({r['idle']['heartbeats']} heartbeats)\n"
+        f"({r['idle']['bytes_received']:,} bytes of heartbeats)\n"
         f"  offers: {a['arrived']}/{a['expected']} arrived, {a['duplicates']} duplicates, "
         f"{a['wrong_seat']} on a wrong seat, other events {r['events_other_than_offers']}\n"
         f"  commit -> stream   {a['delay_from_commit_ms']}\n"
@@ -618,8 +608,7 @@ def main() -> None:
     # SIGTERM (e.g. `kill`, or a background job whose SIGINT is ignored) unwinds like
     # Ctrl-C, so the server this script started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    aload.raise_nofile(args.subscribers * 2 + 1000)
-    aload.use_uvloop()
+    harness.raise_nofile(args.subscribers * 2 + 1000)
     for mode in args.mode:
         run_mode(mode, args)
 
