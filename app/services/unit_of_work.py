@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -31,7 +31,6 @@ from app.db.pool import Connection, Pool, connection
 from app.errors import ServiceUnavailable
 from app.models import NotificationType
 from app.realtime.events import Changes
-from app.realtime.publisher import Publisher
 from app.services.notify import Outbox
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,12 @@ class UnitOfWork:
 
 
 Work = Callable[[UnitOfWork], Awaitable[T]]
+
+
+class Publisher(Protocol):
+    """What happens after COMMIT (app/realtime/publisher.py: cache, then streams)."""
+
+    async def publish(self, changes: Changes) -> None: ...
 
 
 async def run_unit(
