@@ -6,12 +6,15 @@ Where the database comes from:
 - neither: an embedded PostgreSQL in a temporary directory.
 The schema is migrated once per session; each test starts from empty tables.
 
-Redis: TEST_REDIS_URL (default redis://127.0.0.1:6379/15). Tests marked ``redis``
-skip when none answers, unless DLSMS_REQUIRE_REDIS=1 (CI), where they fail instead.
+Redis: the server of TEST_REDIS_URL (default redis://127.0.0.1:6379). Each run (each
+xdist worker) claims a database of its own there, as it has its own PostgreSQL database,
+so two runs on one machine never flush each other. Tests marked ``redis`` skip when none
+answers, unless DLSMS_REQUIRE_REDIS=1 (CI), where they fail instead.
 """
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -24,6 +27,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from app.clock import Clock
@@ -187,21 +191,67 @@ async def client(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client()
 
 
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """A reachable Redis database for this test, emptied before and after."""
-    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    redis = Redis.from_url(base, socket_connect_timeout=1)
+# The databases a test run may claim: not 0 (everyone's default), nor 3, 4 and 6, which
+# loadtest/ flushes for its benchmarks. A claim is a key on database 0, released at exit;
+# its expiry frees the database of a run that was killed.
+TEST_REDIS_DATABASES = range(7, 16)
+_REDIS_CLAIM = "dlsms:test-run-lock:{}"
+_REDIS_CLAIM_SECONDS = 6 * 3600
+_RELEASE_OWN_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def with_redis_database(url: str, number: int) -> str:
+    """``url`` pointing at Redis database ``number``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+@pytest.fixture(scope="session")
+def redis_database_url() -> Iterator[str]:
+    """This run's own Redis database (claimed on the TEST_REDIS_URL server, emptied when
+    claimed and at the end, released at exit)."""
+    server_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    claims = SyncRedis.from_url(with_redis_database(server_url, 0), socket_connect_timeout=1)
     try:
-        await redis.ping()
+        claims.ping()
     except Exception as exc:  # any failure means "no Redis here"
-        await redis.aclose()
+        claims.close()
         if os.environ.get("DLSMS_REQUIRE_REDIS") == "1":
-            pytest.fail(f"DLSMS_REQUIRE_REDIS=1 but no Redis answers at {base}: {exc}")
-        pytest.skip(f"no Redis answers at {base}")
+            pytest.fail(f"DLSMS_REQUIRE_REDIS=1 but no Redis answers at {server_url}: {exc}")
+        pytest.skip(f"no Redis answers at {server_url}")
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    number = next(
+        (
+            n
+            for n in TEST_REDIS_DATABASES
+            if claims.set(_REDIS_CLAIM.format(n), owner, nx=True, ex=_REDIS_CLAIM_SECONDS)
+        ),
+        None,
+    )
+    if number is None:
+        claims.close()
+        pytest.fail(f"every test Redis database {TEST_REDIS_DATABASES} is claimed by a run")
+    url = with_redis_database(server_url, number)
+    own = SyncRedis.from_url(url, socket_connect_timeout=1)
+    try:
+        own.flushdb()
+        yield url
+    finally:
+        own.flushdb()
+        own.close()
+        claims.eval(_RELEASE_OWN_CLAIM, 1, _REDIS_CLAIM.format(number), owner)
+        claims.close()
+
+
+@pytest.fixture
+async def redis_url(redis_database_url: str) -> AsyncIterator[str]:
+    """This run's Redis database, emptied before and after the test."""
+    redis = Redis.from_url(redis_database_url, socket_connect_timeout=1)
     await redis.flushdb()
     try:
-        yield base
+        yield redis_database_url
     finally:
         await redis.flushdb()
         await redis.aclose()

@@ -25,9 +25,9 @@ from app.deps import app_state
 from app.jobs import sweeps
 from app.models import Role
 from app.security import encode_token
-from tests.api.test_seats import add_branch, add_seat, add_user, at, book, iso
+from tests.api.test_seats import at, book
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer
-from tests.factories import FrozenClock
+from tests.factories import FrozenClock, add_branch, add_seat, add_user, iso
 
 NOW = at(9, 30)
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"

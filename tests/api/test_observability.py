@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 
 from app.logs import configure_logging, request_id_var
-from tests.api.test_seats import add_branch, add_seat
 from tests.conftest import ClientFactory
+from tests.factories import add_branch, add_seat
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import ClientFactory
-from tests.factories import FrozenClock
+from tests.factories import FrozenClock, add_branch, add_seat, add_user, iso
 
 # Dec 1, 09:30 UTC: between the 09:00-10:00 bookings the tests make.
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -18,51 +18,9 @@ def at(hour: int, minute: int = 0, day: int = 1) -> datetime:
     return datetime(2026, 12, day, hour, minute, tzinfo=UTC)
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 @pytest.fixture
 async def seats_client(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client(clock=FrozenClock(NOW))
-
-
-async def add_branch(db: asyncpg.Connection, name: str, timezone: str = "UTC") -> int:
-    branch_id: int = await db.fetchval(
-        "INSERT INTO branches (name, timezone) VALUES ($1, $2) RETURNING id", name, timezone
-    )
-    return branch_id
-
-
-async def add_seat(
-    db: asyncpg.Connection,
-    branch_id: int,
-    label: str,
-    *,
-    area: str = "Quiet",
-    power: bool = False,
-    monitor: bool = False,
-    status: str = "ACTIVE",
-) -> int:
-    seat_id: int = await db.fetchval(
-        "INSERT INTO seats (branch_id, area, label, has_power, has_monitor, status) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        branch_id,
-        area,
-        label,
-        power,
-        monitor,
-        status,
-    )
-    return seat_id
-
-
-async def add_user(db: asyncpg.Connection, student_id: str) -> int:
-    user_id: int = await db.fetchval(
-        "INSERT INTO users (student_id, name, password_hash) VALUES ($1, 'T', 'x') RETURNING id",
-        student_id,
-    )
-    return user_id
 
 
 async def book(

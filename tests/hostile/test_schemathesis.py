@@ -158,7 +158,6 @@ def app(db: asyncpg.Connection, database_url: str, redis_url: str) -> Iterator[F
         asgi.shutdown_lifespans()  # the pool closes before `db` empties the tables
 
 
-
 def _client(app: ASGIApp) -> Any:
     # Schemathesis types an ASGI app with dict scopes; Starlette's (and FastAPI's) take
     # any MutableMapping, which is the wider type, so this app is one it accepts.

@@ -19,9 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.models import ACTIVE_RESERVATION_STATUSES
-from tests.api.test_seats import add_branch, add_seat, add_user
 from tests.conftest import ClientFactory
-from tests.factories import FrozenClock
+from tests.factories import FrozenClock, add_branch, add_seat, add_user
 
 DAY_START = datetime(2026, 12, 1, 8, tzinfo=UTC)  # minute 0 of the grid
 GRID_MINUTES = 8 * 60
