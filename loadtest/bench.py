@@ -38,7 +38,7 @@ from harness import DATA, HERE, RUNS, VENV_BIN, log
 
 PROFILES = HERE / "profiles"
 LUA = HERE / "lua"
-REDIS_URL = "redis://127.0.0.1:6379/3"  # DB 3 only: 0 is the default, 15 the tests'
+REDIS_URL = "redis://127.0.0.1:6379/3"  # DB 3 only: 0 is the default, 7-15 the tests'
 SCENARIOS = ("listing-uncached", "listing-cached", "booking")
 # Calibration, not part of "all": /health of the service (middleware + SELECT 1), and two
 # trivial apps from calibration.py (no database): what the machine and framework allow.

@@ -79,7 +79,7 @@ from stats import Phase, iso, print_phase
 
 from app.db.migrations import upgrade_to_head
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/6"  # bench.py uses 3, sse_fanout.py 4, tests 15
+DEFAULT_REDIS = "redis://127.0.0.1:6379/6"  # bench.py uses 3, sse_fanout.py 4, tests 7-15
 ACTIVE = seeding.ACTIVE
 
 # Seat-intervals released by the cancellations ($1: their reservation ids) that sit idle

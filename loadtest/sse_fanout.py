@@ -68,7 +68,7 @@ from stats import Phase, dist_ms, iso, parse_iso
 
 from app.db.migrations import upgrade_to_head
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/4"  # bench.py uses 3, the tests 15
+DEFAULT_REDIS = "redis://127.0.0.1:6379/4"  # bench.py uses 3, the tests 7-15
 SLOT = timedelta(hours=2)
 METRICS = (
     "dlsms_sse_subscribers",

@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Any
 
 from app.db import admin as admin_db
-from app.db import reservations as reservations_db
 from app.db import seats as seats_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
@@ -169,24 +168,13 @@ async def check_in(
     """Staff check-in at the desk: the student's window rules, anyone's reservation."""
 
     async def work(uow: UnitOfWork) -> Reservation:
-        reservation = await reservations_db.check_in(
-            uow.conn,
-            reservation_id,
-            user_id=None,
-            now=now,
-            early=settings.checkin_early,
-            grace=settings.grace,
+        reservation = await reservations_service.checked_in(
+            uow, settings, reservation_id, owner_id=None
         )
-        if reservation is None:
-            current = await reservations_db.get(uow.conn, reservation_id)
-            if current is None:
-                raise NotFound("No such reservation")
-            raise reservations_service.check_in_refusal(current, settings)
         await _audit(
             uow.conn, actor, "reservation.checkin", "reservation", reservation.id,
             {"status": ReservationStatus.CONFIRMED.value}, _brief(reservation), now,
         )  # fmt: skip
-        uow.changes.branches.add(reservation.branch)
         return reservation
 
     reservation = await run_unit(conn, publisher, now=now, work=work)

@@ -189,23 +189,33 @@ async def check_in(
     reservation_id: int,
     now: datetime,
 ) -> ReservationOut:
-
     async def work(uow: UnitOfWork) -> Reservation:
-        reservation = await reservations_db.check_in(
-            uow.conn,
-            reservation_id,
-            user_id=user.id,
-            now=now,
-            early=settings.checkin_early,
-            grace=settings.grace,
-        )
-        if reservation is None:
-            raise check_in_refusal(await _own(uow.conn, user.id, reservation_id), settings)
-        # The seat stays taken; only the branch's reserved/occupied counts move.
-        uow.changes.branches.add(reservation.branch)
-        return reservation
+        return await checked_in(uow, settings, reservation_id, owner_id=user.id)
 
     return to_out(await run_unit(conn, publisher, now=now, work=work, atomic=False), settings)
+
+
+async def checked_in(
+    uow: UnitOfWork, settings: Settings, reservation_id: int, *, owner_id: int | None
+) -> Reservation:
+    """Check in, inside a unit of work: the owner's reservation (any owner's for
+    ``owner_id=None``: the staff desk), CONFIRMED and within its window."""
+    reservation = await reservations_db.check_in(
+        uow.conn,
+        reservation_id,
+        user_id=owner_id,
+        now=uow.now,
+        early=settings.checkin_early,
+        grace=settings.grace,
+    )
+    if reservation is None:
+        current = await reservations_db.get(uow.conn, reservation_id)
+        if current is None or (owner_id is not None and current.user_id != owner_id):
+            raise NotFound("No such reservation")  # someone else's looks like a missing one
+        raise check_in_refusal(current, settings)
+    # The seat stays taken; only the branch's reserved/occupied counts move.
+    uow.changes.branches.add(reservation.branch)
+    return reservation
 
 
 def check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
