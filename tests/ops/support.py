@@ -93,6 +93,14 @@ class PrivateRedis:
             return False
 
 
+def logs_in(directory: Path) -> str:
+    """The tail of every log the servers wrote in ``directory``."""
+    return "\n".join(
+        f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}"
+        for path in sorted(directory.glob("*.log"))
+    )
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The sum of the samples called ``name`` whose labels include ``labels``."""
     return sum(

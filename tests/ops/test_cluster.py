@@ -29,6 +29,7 @@ from tests.ops.support import (
     booking,
     eventually,
     join_waitlist,
+    logs_in,
     metric,
     require_binary,
     scrape,
@@ -66,14 +67,6 @@ class Cluster:
 
     def logs(self) -> str:
         return logs_in(self.directory)
-
-
-def logs_in(directory: Path) -> str:
-    """The tail of every log the cluster wrote in ``directory``."""
-    return "\n".join(
-        f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}"
-        for path in sorted(directory.glob("*.log"))
-    )
 
 
 class ClusterSlot:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.factories import eventually
-from tests.ops.support import require_binary
+from tests.ops.support import logs_in, require_binary
 from tests.ops.test_cluster import load_cluster_script
 from tests.realtime.servers import free_port, server_env
 
@@ -87,13 +87,6 @@ async def failed_login(
     return response.status_code, response.json().get("code", "")
 
 
-def logs(proxied: Proxied) -> str:
-    return "\n".join(
-        f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}"
-        for path in sorted(proxied.directory.glob("*.log"))
-    )
-
-
 async def test_two_clients_behind_the_trusted_proxy_are_limited_each_at_its_own_address(
     proxied: Proxied, db: asyncpg.Connection
 ) -> None:
@@ -108,7 +101,7 @@ async def test_two_clients_behind_the_trusted_proxy_are_limited_each_at_its_own_
         # last address its proxy added, so a made-up one in front changes nothing.
         a_forging = await failed_login(a, "A1000001", {"X-Forwarded-For": "203.0.113.9"})
 
-    assert answers == [(401, "invalid_credentials")] * LIMIT, logs(proxied)
+    assert answers == [(401, "invalid_credentials")] * LIMIT, logs_in(proxied.directory)
     assert a_after == (429, "rate_limited")
     assert b_after == (401, "invalid_credentials")
     assert a_forging == (429, "rate_limited")
@@ -131,7 +124,7 @@ async def test_a_client_that_is_not_the_trusted_proxy_is_not_believed_about_its_
         as_proxy = await failed_login(direct, "D1000002", {"X-Forwarded-For": PROXY})
         other_after = await failed_login(behind_proxy, "E1000000")
 
-    assert answers == [(401, "invalid_credentials")] * LIMIT, logs(proxied)
+    assert answers == [(401, "invalid_credentials")] * LIMIT, logs_in(proxied.directory)
     assert direct_after == (429, "rate_limited")
     assert as_other == (429, "rate_limited")
     assert as_proxy == (429, "rate_limited")
