@@ -1,6 +1,7 @@
 """Administration: requests and responses."""
 
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -16,7 +17,12 @@ def _iana(name: str) -> str:
     return name
 
 
-TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_iana)]
+# The schema lists the zones this server knows (its tzdata), so clients can offer a choice.
+TimeZoneName = Annotated[
+    str,
+    Field(max_length=64, json_schema_extra={"enum": sorted(available_timezones())}),
+    AfterValidator(_iana),
+]
 
 
 class BranchCreate(BaseModel):

@@ -13,7 +13,7 @@ class RegisterIn(BaseModel):
 
     student_id: Label
     name: Name
-    password: NewPassword = Field(description="8 to 72 bytes (bcrypt's limit)")
+    password: NewPassword = Field(description="8 to 72 bytes in UTF-8 (bcrypt's limit); no NUL")
     email: EmailStr | None = Field(default=None, max_length=254)
 
 

@@ -1,9 +1,10 @@
 """Types shared by the request/response models."""
 
+import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from app.errors import InvalidInterval
@@ -24,20 +25,51 @@ def _plain_text(value: str) -> str:
     return value
 
 
+# What the schema says of the text fields (JSON Schema only; the validators above and
+# below enforce it): no NUL, and something besides white space (which is stripped).
+_TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+_NO_NUL = r"^[^\u0000]*$"
+
+
+def _text(max_length: int) -> Any:
+    return Field(
+        json_schema_extra={"pattern": _TEXT_PATTERN},
+        description=f"At most {max_length} characters, not only white space (which is "
+        "stripped); no NUL",
+    )
+
+
+def _at_most(max_length: int) -> BeforeValidator:
+    # The limit counts the text as sent, as the schema's maxLength does; stripping comes
+    # after (a 60-character label of spaces and 50 letters is too long, not 50 letters).
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        return value
+
+    return BeforeValidator(check)
+
+
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_plain_text),
+    _at_most(200),
+    _text(200),
 ]
 Label = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
     AfterValidator(_plain_text),
+    _at_most(50),
+    _text(50),
 ]
 Area = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_plain_text),
+    _at_most(100),
+    _text(100),
 ]
 
 # Times the service can store and compute with (PostgreSQL, Python and the booking
@@ -62,9 +94,37 @@ def _reasonable_date(value: date) -> date:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: object) -> object:
+    # Pydantic would also read `0` or `1700000000` as a date (Unix time): the schema says
+    # `format: date`, so a text that is not YYYY-MM-DD is a 422.
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+# The years the schema admits (1970..8999): a pattern on the date-time text. Offsets can
+# move a time across the bounds by a few hours; the validators decide those.
+_YEARS = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"
+
 # A moment given by a client: with an offset (naive is a 422), between 1970 and 9000.
-Instant = Annotated[AwareDatetime, AfterValidator(_reasonable_instant)]
-Day = Annotated[date, AfterValidator(_reasonable_date)]
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_reasonable_instant),
+    Field(
+        json_schema_extra={"pattern": _YEARS},
+        description="ISO 8601 with an offset (`Z` or `+01:00`), from 1970-01-01 to before "
+        "9000-01-01 (UTC)",
+    ),
+]
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_date_text),
+    AfterValidator(_reasonable_date),
+    Field(json_schema_extra={"pattern": _YEARS}, description="YYYY-MM-DD, 1970 to 8999"),
+]
 
 
 class _Timed(Protocol):
@@ -108,13 +168,28 @@ def _min_password(password: str) -> str:
     return password
 
 
-# A password being chosen: 8..72 bytes.
+# A password being chosen: 8..72 bytes. The schema can only count characters: 8..72 of
+# them, and the description says bytes (72 ASCII characters fit, 72 accented ones do not).
 NewPassword = Annotated[
-    str, AfterValidator(_plain_text), AfterValidator(_min_password), AfterValidator(_bcrypt_length)
+    str,
+    AfterValidator(_plain_text),
+    AfterValidator(_min_password),
+    AfterValidator(_bcrypt_length),
+    Field(
+        json_schema_extra={"minLength": 8, "maxLength": 72, "pattern": _NO_NUL},
+        description="8 to 72 bytes in UTF-8 (bcrypt's limit); no NUL",
+    ),
 ]
 # A password being checked: any non-empty string bcrypt can take.
 Password = Annotated[
-    str, Field(min_length=1), AfterValidator(_plain_text), AfterValidator(_bcrypt_length)
+    str,
+    Field(
+        min_length=1,
+        json_schema_extra={"maxLength": 72, "pattern": _NO_NUL},
+        description="1 to 72 bytes in UTF-8; no NUL",
+    ),
+    AfterValidator(_plain_text),
+    AfterValidator(_bcrypt_length),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from typing import Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.models import WaitlistStatus
 from app.schemas.common import Id, Instant, Name, UtcDatetime, ordered_interval
@@ -10,10 +10,22 @@ from app.schemas.reservations import ReservationOut
 
 
 class WaitlistJoin(BaseModel):
+    # "Exactly one of seat_id and branch" in JSON Schema terms (null counts as absent).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["seat_id"], "properties": {"seat_id": {"type": "integer"}}},
+                {"required": ["branch"], "properties": {"branch": {"type": "string"}}},
+            ]
+        }
+    )
+
     seat_id: Id | None = Field(None, description="Wait for this seat (or give `branch`)")
     branch: Name | None = Field(None, description="Wait for any seat of this branch")
     start_time: Instant
-    end_time: Instant
+    end_time: Instant = Field(
+        description="After start_time, at most MAX_RESERVATION_HOURS later (half-open interval)"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:

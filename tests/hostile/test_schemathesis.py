@@ -2,8 +2,14 @@
 
 Every operation but the two endless event streams is fed generated input, valid and
 invalid, with a real token (a student's; an admin's on /admin/...), against a seeded
-library on a frozen clock. No answer may be a 5xx, and every answer must match the
-schema: documented status code, content type, headers and body.
+library on a frozen clock, with every check on (`schemathesis run --checks all`; issue 11,
+item 6): no 5xx; every answer as the schema says (status code, content type, headers,
+body, `Allow` on a 405); schema-valid input accepted and schema-invalid input refused;
+missing auth refused. What JSON Schema cannot express is excused in `filter_failure`, one
+named reason per check and operation, and nowhere else.
+
+Time: MAX_EXAMPLES = 60 (what the outside run used) takes about 35 s on the CI machine
+(25 examples with three checks off took 19 s), against a CI budget of well under 20 min.
 
 Schemathesis reaches the app in-process over ASGI. It runs the app's lifespan itself
 (in its own event-loop thread, started by the first request and ended by its pytest
@@ -22,8 +28,10 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from schemathesis import Case
+from schemathesis import Case, HookContext, Response
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import Failure
+from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.python import asgi
 from starlette.types import ASGIApp
 
@@ -38,6 +46,8 @@ HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 NEXT_HOUR = NOW.replace(minute=0) + HOUR
 PASSWORD = "correct horse"
+# Examples per operation and generation mode; see the module docstring for the time it takes.
+MAX_EXAMPLES = 60
 
 
 # Values the generator mixes in, so that many requests get past validation and reach the
@@ -72,21 +82,13 @@ BINDINGS = {
 
 CONFIG = SchemathesisConfig.from_dict(
     {
-        "generation": {"mode": "all", "max-examples": 25},
+        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
         # Report every distinct failure of an operation, not only the first.
         "continue-on-failure": True,
         "suppress-health-check": ["all"],
-        "checks": {
-            # Off: business rules no schema states (an interval's order and horizon, a
-            # password's length in bytes, a real IANA zone) reject schema-valid input...
-            "positive_data_acceptance": {"enabled": False},
-            # ... and pydantic's lax mode accepts some schema-invalid input on purpose
-            # (`date=0` is 1970-01-01, `0.0` is false).
-            "negative_data_rejection": {"enabled": False},
-            # Off: Starlette's 405 names the methods of the first route matching the path,
-            # not of every route on it (OPTIONS /reservations/1 says `Allow: GET`).
-            "allow_header_conformance": {"enabled": False},
-        },
+        # Every check, as `schemathesis run --checks all` does; what the schema cannot
+        # express is excused case by case in `filter_failure` below, nothing wholesale.
+        "checks": {"enabled": True},
         "dictionaries": DICTIONARIES,
         "parameters": {
             parameter: {"dictionary": dictionary, "probability": 0.7}
@@ -107,6 +109,102 @@ def _served_openapi() -> dict[str, Any]:
 schema = schemathesis.openapi.from_dict(_served_openapi(), config=CONFIG).exclude(
     path_regex=r"/stream$"  # endless text/event-stream responses
 )
+
+
+# The findings that are limits of JSON Schema, not faults of the server. Each excuse names
+# the check, the operations and the condition under which the server is right; any other
+# failure of the same check, on the same operation, still fails the test.
+def _rejected_by_a_booking_rule(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on every operation with start_time/end_time: "end
+    # after start", "both or neither", "not in the past", "at most MAX_RESERVATION_HOURS",
+    # "within BOOKING_HORIZON_DAYS" compare two fields, or a field with the clock and the
+    # settings; JSON Schema can do neither. The field descriptions state them, and the
+    # server answers each with 422 `invalid_interval`.
+    return (
+        isinstance(failure, RejectedPositiveData)
+        and response.status_code == 422
+        and _json(response).get("code") == "invalid_interval"
+    )
+
+
+def _password_over_72_bytes(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on /auth/register, /auth/login, /auth/token: the
+    # schema's maxLength counts characters, bcrypt's limit is 72 bytes of UTF-8 (the
+    # description says so); 20 characters of CJK text are 60 bytes, 30 are 90.
+    body = case.body if isinstance(case.body, dict) else {}
+    password = body.get("password")
+    return (
+        isinstance(failure, RejectedPositiveData)
+        and isinstance(password, str)
+        and len(password.encode("utf-8", "surrogatepass")) > 72
+    )
+
+
+def _id_past_64_bits(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on bodies with an id (seat_id): the model says
+    # `maximum: 9223372036854775807`, but FastAPI's OpenAPI model types bounds as floats, so
+    # the served schema says 9.223372036854776e+18, which is 2**63: an id of 2**63 or a
+    # little more (float precision there is 2**11) passes the schema and not the server.
+    body = case.body if isinstance(case.body, dict) else {}
+    return isinstance(failure, RejectedPositiveData) and any(
+        isinstance(v, int) and v > 2**63 - 1 for v in body.values()
+    )
+
+
+def _both_waitlist_targets(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on POST /waitlist: the schema says "exactly one of
+    # seat_id and branch" (oneOf), but DICTIONARIES above fill body.seat_id and body.branch
+    # after generation, independently, so a generated one-target body can carry both.
+    return isinstance(failure, RejectedPositiveData) and any(
+        "give exactly one of seat_id and branch" in str(issue.get("msg"))
+        for issue in _json(response).get("detail") or []
+        if isinstance(issue, dict)
+    )
+
+
+def _reserved_email_domain(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on POST /auth/register: `format: email` admits any
+    # syntactically valid address; email-validator (EmailStr) also refuses special-use and
+    # reserved domains (RFC 6761: `localhost`, `.test`, `.invalid`, ...), which no JSON
+    # Schema keyword can name.
+    return isinstance(failure, RejectedPositiveData) and any(
+        issue.get("loc") == ["body", "email"] and "special-use or reserved" in str(issue.get("msg"))
+        for issue in _json(response).get("detail") or []
+        if isinstance(issue, dict)
+    )
+
+
+def _idempotency_key_reused(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on POST /reservations: the generator sends the same
+    # Idempotency-Key (any short text) with different bodies; the contract answers the
+    # second 422 `idempotency_mismatch`. A rule about earlier requests, not about this one.
+    return (
+        isinstance(failure, RejectedPositiveData)
+        and _json(response).get("code") == "idempotency_mismatch"
+    )
+
+
+EXCUSES = (
+    _rejected_by_a_booking_rule,
+    _password_over_72_bytes,
+    _id_past_64_bits,
+    _both_waitlist_targets,
+    _reserved_email_domain,
+    _idempotency_key_reused,
+)
+
+
+def _json(response: Response) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+@schema.hook
+def filter_failure(_: HookContext, failure: Failure, case: Case[Any], response: Response) -> bool:
+    return not any(excuse(failure, case, response) for excuse in EXCUSES)
 
 
 @dataclass(frozen=True)
