@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class DomainError(Exception):
     """A failure the client can act on: HTTP status, stable ``code``, human ``detail``."""
 
-    status_code: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
+    # Per class; only HttpError sets them per instance (it carries Starlette's status).
+    status_code: int = 400
+    code: str = "bad_request"
     default_detail: ClassVar[str] = "Bad request"
 
     def __init__(
@@ -172,6 +173,30 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(detail, headers={"Retry-After": "5"})
 
 
+class HttpError(DomainError):
+    """Starlette's own refusals (unknown route, wrong method, ...) in our shape."""
+
+    status_code, code, default_detail = 400, "http_error", "Request failed"
+    _CODES: ClassVar[dict[int, str]] = {
+        401: "not_authenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }
+
+    def __init__(
+        self,
+        status_code: int = 400,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail, headers=headers)
+        self.status_code = status_code
+        self.code = self._CODES.get(status_code, "http_error")
+
+
 class InternalError(DomainError):
     """Anything unexpected: the answer names the request id and nothing internal."""
 
@@ -245,14 +270,10 @@ def error_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any
     return responses
 
 
-def _body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "code": code, **extra}
-
-
 def error_body(exc: DomainError) -> dict[str, Any]:
     """The JSON body a domain error is answered with (times in UTC with ``Z``)."""
     extra = {k: iso_z(v) if isinstance(v, datetime) else v for k, v in exc.extra.items()}
-    return _body(exc.detail, exc.code, **extra)
+    return {"detail": exc.detail, "code": exc.code, **extra}
 
 
 def error_response(exc: DomainError) -> JSONResponse:
@@ -266,15 +287,6 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-_HTTP_CODES = {
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-}
-
-
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     # FastAPI's shape without `input` and `ctx`: echoing the input would send a refused
     # password back, and cannot be done at all for NaN or a lone surrogate.
@@ -283,7 +295,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     if issues and all(issue["type"] == InvalidInterval.code for issue in issues):
         # The schemas' "end after start" rule (app/schemas/common.py): the contract's
         # 422 `invalid_interval`, when nothing else in the request is malformed.
-        return JSONResponse(error_body(InvalidInterval(str(issues[0]["msg"]))), 422)
+        return error_response(InvalidInterval(str(issues[0]["msg"])))
     return JSONResponse({"detail": issues}, 422)
 
 
@@ -312,10 +324,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "Malformed request body"
         issue = {"type": "json_invalid", "loc": ["body"], "msg": detail}
         return JSONResponse({"detail": [issue]}, 422)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     headers = _allowed_methods(request, exc.headers) if exc.status_code == 405 else exc.headers
-    return JSONResponse(_body(detail, code), exc.status_code, headers=headers)
+    return error_response(HttpError(exc.status_code, detail, headers=dict(headers or {})))
 
 
 def install_error_handlers(app: FastAPI) -> None:
