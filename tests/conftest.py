@@ -34,9 +34,14 @@ from app.clock import Clock
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import alembic_config, upgrade_to_head
 from app.main import create_app
+from app.models import Role
 from app.settings import Settings
+from tests.factories import TEST_JWT_SECRET as TEST_JWT_SECRET
+from tests.factories import Student, add_student
+from tests.factories import bearer as bearer
+from tests.factories import login as login
+from tests.factories import register as register
 
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
 # Every application table, read from the migrated schema, so that a table added by a
 # later migration is emptied between tests too.
 _APP_TABLES = """
@@ -257,32 +262,32 @@ async def redis_url(redis_database_url: str) -> AsyncIterator[str]:
         await redis.aclose()
 
 
-async def register(
-    client: httpx.AsyncClient,
-    student_id: str = "S1000001",
-    password: str = "correct horse",
-    **extra: Any,
-) -> dict[str, Any]:
-    body = {"student_id": student_id, "name": "Test Student", "password": password, **extra}
-    response = await client.post("/auth/register", json=body)
-    assert response.status_code == 201, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-async def login(
-    client: httpx.AsyncClient, student_id: str = "S1000001", password: str = "correct horse"
-) -> str:
-    response = await client.post(
-        "/auth/login", json={"student_id": student_id, "password": password}
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# The students and the admin most API tests act as: rows with minted tokens (no bcrypt).
+
+
+@pytest.fixture
+async def alice(db: asyncpg.Connection) -> Student:
+    return await add_student(db, "S0000001")
+
+
+@pytest.fixture
+async def bob(db: asyncpg.Connection) -> Student:
+    return await add_student(db, "S0000002")
+
+
+@pytest.fixture
+async def carol(db: asyncpg.Connection) -> Student:
+    return await add_student(db, "S0000003")
+
+
+@pytest.fixture
+async def dave(db: asyncpg.Connection) -> Student:
+    return await add_student(db, "S0000004")
+
+
+@pytest.fixture
+async def admin(db: asyncpg.Connection) -> Student:
+    return await add_student(db, "ADMIN01", role=Role.ADMIN)

@@ -4,7 +4,7 @@ Statistics are in test_stats.py."""
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,47 +15,37 @@ from app.models import Role
 from app.services import waitlist as waitlist_service
 from tests.conftest import ClientFactory, bearer
 from tests.factories import (
+    CLAIM,
+    EARLY,
+    GRACE,
+    MINUTE,
+    RESERVATION_FIELDS,
+    RULES,
+    SECOND,
     FrozenClock,
     Student,
     add_branch,
     add_reservation,
     add_seat,
     add_student,
+    assert_error,
+    assert_validation_error,
+    at,
     eventually,
     iso,
+    joined,
+    my_entries,
+    my_notifications,
+    reservation_row,
     reservation_status,
+    reserve,
 )
 
 # Dec 1, 09:30 UTC.
-NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-MINUTE = timedelta(minutes=1)
-EARLY = timedelta(minutes=15)  # CHECKIN_EARLY_MINUTES
-GRACE = timedelta(minutes=15)  # GRACE_MINUTES
-CLAIM = timedelta(minutes=10)  # CLAIM_MINUTES
-SETTINGS: dict[str, Any] = {"GRACE_MINUTES": 15, "CHECKIN_EARLY_MINUTES": 15, "CLAIM_MINUTES": 10}
+NOW = at(9, 30)
 
 SEAT_FIELDS = {"id", "branch", "area", "label", "has_power", "has_monitor", "status", "available"}
-RESERVATION_FIELDS = {
-    "id",
-    "user_id",
-    "seat_id",
-    "seat",
-    "start_time",
-    "end_time",
-    "status",
-    "created_at",
-    "checked_in_at",
-    "cancelled_at",
-    "cancel_reason",
-    "check_in_opens_at",
-    "check_in_deadline",
-}
 AUDIT_FIELDS = {"id", "actor_id", "action", "entity", "entity_id", "before", "after", "created_at"}
-
-
-def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(2026, 12, 1, hour, minute, second, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def api(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClient:
-    return await make_client(clock=clock, **SETTINGS)
+    return await make_client(clock=clock, **RULES)
 
 
 @pytest.fixture
@@ -88,39 +78,6 @@ async def library(db: asyncpg.Connection) -> Library:
         a2=await add_seat(db, main, "A2", area="Quiet", power=True),
         s1=await add_seat(db, science, "S1", area="Lab", monitor=True),
     )
-
-
-@pytest.fixture
-async def admin(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "ADMIN01", role=Role.ADMIN)
-
-
-@pytest.fixture
-async def alice(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000001")
-
-
-@pytest.fixture
-async def bob(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000002")
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
-
-
-def assert_validation_error(response: httpx.Response, *loc: str) -> None:
-    """FastAPI's 422 shape: a list of errors (the first at ``loc`` when given), no ``code``."""
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert isinstance(body["detail"], list)
-    assert "code" not in body
-    if loc:
-        assert [tuple(error["loc"][: len(loc)]) for error in body["detail"]] == [loc]
 
 
 def seat_ids(response: httpx.Response) -> list[int]:
@@ -141,50 +98,6 @@ async def seat_row(db: asyncpg.Connection, seat_id: int) -> dict[str, Any]:
     )
     assert row is not None
     return dict(row)
-
-
-async def reservation_row(db: asyncpg.Connection, reservation_id: int) -> asyncpg.Record:
-    row = await db.fetchrow("SELECT * FROM reservations WHERE id = $1", reservation_id)
-    assert row is not None
-    return row
-
-
-async def notifications(
-    api: httpx.AsyncClient, student: Student, kind: str | None = None
-) -> list[dict[str, Any]]:
-    response = await api.get("/notifications", headers=student.headers)
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return [item for item in items if kind is None or item["type"] == kind]
-
-
-async def my_entries(api: httpx.AsyncClient, student: Student) -> dict[int, dict[str, Any]]:
-    response = await api.get("/waitlist", headers=student.headers)
-    assert response.status_code == 200, response.text
-    return {item["id"]: item for item in response.json()["items"]}
-
-
-async def join_seat_queue(
-    api: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await api.post(
-        "/waitlist",
-        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
-        headers=student.headers,
-    )
-    assert response.status_code == 201, response.text
-    entry: dict[str, Any] = response.json()
-    return entry
-
-
-async def book(
-    api: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> httpx.Response:
-    return await api.post(
-        "/reservations",
-        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
-        headers=student.headers,
-    )
 
 
 # Who may call what
@@ -626,7 +539,7 @@ async def scene(api: httpx.AsyncClient, db: asyncpg.Connection, library: Library
     }
     seat = library.a1
 
-    async def reserve(
+    async def add(
         who: str, start: datetime, end: datetime, status: str = "CONFIRMED", **extra: Any
     ) -> int:
         extra.setdefault("seat_id", seat)
@@ -634,13 +547,13 @@ async def scene(api: httpx.AsyncClient, db: asyncpg.Connection, library: Library
             db, user_id=people[who].id, start=start, end=end, status=status, **extra
         )
 
-    ended = await reserve("ended", at(7, 30), at(9, 30), "CHECKED_IN")
-    in_use = await reserve("in_use", at(9, 30), at(11), "CHECKED_IN", checked_in_at=at(9, 20))
-    released = await reserve("releaser", at(11), at(12))
-    later = await reserve("later", at(12), at(13))
-    elsewhere = await reserve("elsewhere", at(10), at(11), seat_id=library.a2)
-    first = await join_seat_queue(api, people["first"], seat, at(11), at(12))
-    second = await join_seat_queue(api, people["second"], seat, at(11), at(12))
+    ended = await add("ended", at(7, 30), at(9, 30), "CHECKED_IN")
+    in_use = await add("in_use", at(9, 30), at(11), "CHECKED_IN", checked_in_at=at(9, 20))
+    released = await add("releaser", at(11), at(12))
+    later = await add("later", at(12), at(13))
+    elsewhere = await add("elsewhere", at(10), at(11), seat_id=library.a2)
+    first = await joined(api, people["first"], seat_id=seat, start=at(11), end=at(12))
+    second = await joined(api, people["second"], seat_id=seat, start=at(11), end=at(12))
     # The booker gives the slot up: it is offered to the head of the queue.
     cancelled = await api.delete(f"/reservations/{released}", headers=people["releaser"].headers)
     assert cancelled.status_code == 200, cancelled.text
@@ -741,7 +654,7 @@ async def test_closing_a_seat_tells_each_owner_once_with_the_reason(
 
     for who, reservation_id in [("in_use", scene.in_use), ("later", scene.later),
                                 ("first", scene.held)]:  # fmt: skip
-        told = await notifications(api, scene.people[who], "reservation.cancelled")
+        told = await my_notifications(api, scene.people[who], kind="reservation.cancelled")
         reason = (await reservation_row(db, reservation_id))["cancel_reason"]
         assert [n["data"] for n in told] == [
             {"reservation_id": reservation_id, "seat_id": scene.seat, "reason": reason}
@@ -749,7 +662,8 @@ async def test_closing_a_seat_tells_each_owner_once_with_the_reason(
         assert told[0]["created_at"] == iso(NOW)
         assert told[0]["read_at"] is None
     for who in ("ended", "releaser", "second", "elsewhere"):
-        assert await notifications(api, scene.people[who], "reservation.cancelled") == [], who
+        untold = await my_notifications(api, scene.people[who], kind="reservation.cancelled")
+        assert untold == [], who
 
 
 async def test_closing_a_seat_withdraws_its_offer_and_the_entry_waits_at_its_old_place(
@@ -785,7 +699,7 @@ async def test_a_closed_seat_drops_out_of_availability_and_cannot_be_booked(
         f"/seats/{scene.seat}/availability",
         params={"start_time": iso(at(14)), "end_time": iso(at(15))},
     )
-    booking = await book(api, booker, scene.seat, at(14), at(15))
+    booking = await reserve(api, booker, scene.seat, at(14), at(15))
     # Nobody can have it for that time, so waiting for it is allowed (not slot_available).
     waiting = await api.post(
         "/waitlist",
@@ -823,7 +737,7 @@ async def test_reopening_a_seat_offers_it_to_the_oldest_waiting_entry_and_allows
     assert offer["status"] == "HELD"
     assert (offer["user_id"], offer["seat_id"]) == (first.id, scene.seat)
     assert (offer["start_time"], offer["end_time"]) == (at(11), at(12))
-    offers = await notifications(api, first, "waitlist.offer")
+    offers = await my_notifications(api, first, kind="waitlist.offer")
     assert offers[0]["data"] == {
         "entry_id": scene.first_entry,
         "reservation_id": entry["reservation_id"],
@@ -835,9 +749,9 @@ async def test_reopening_a_seat_offers_it_to_the_oldest_waiting_entry_and_allows
     assert len(offers) == 2  # the first offer, then this one
     waiting = (await my_entries(api, second))[scene.second_entry]
     assert (waiting["status"], waiting["position"]) == ("WAITING", 1)
-    assert await notifications(api, second, "waitlist.offer") == []
+    assert await my_notifications(api, second, kind="waitlist.offer") == []
     # Bookable again, and the new offer can be claimed.
-    rebooked = await book(api, scene.people["later"], scene.seat, at(12), at(13))
+    rebooked = await reserve(api, scene.people["later"], scene.seat, at(12), at(13))
     assert rebooked.status_code == 201, rebooked.text
     claimed = await api.post(f"/waitlist/{scene.first_entry}/claim", headers=first.headers)
     assert claimed.status_code == 200, claimed.text
@@ -854,7 +768,7 @@ async def test_changing_a_closed_seat_between_maintenance_and_closed_keeps_it_cl
     assert (closed["status"], closed["available"]) == ("CLOSED", False)
     assert await db.fetchval("SELECT count(*) FROM reservations WHERE status = 'HELD'") == 0
     # Owners were told once, when the seat first closed.
-    told = await notifications(api, scene.people["later"], "reservation.cancelled")
+    told = await my_notifications(api, scene.people["later"], kind="reservation.cancelled")
     assert len(told) == 1
 
 
@@ -874,17 +788,17 @@ class Bookings:
 async def bookings(
     db: asyncpg.Connection, library: Library, alice: Student, bob: Student
 ) -> Bookings:
-    async def reserve(who: Student, seat: int, start: datetime, end: datetime, status: str) -> int:
+    async def add(who: Student, seat: int, start: datetime, end: datetime, status: str) -> int:
         return await add_reservation(
             db, user_id=who.id, seat_id=seat, start=start, end=end, status=status
         )
 
     return Bookings(
-        alice_early=await reserve(alice, library.a1, at(8), at(9), "COMPLETED"),
-        alice_a2=await reserve(alice, library.a2, at(10), at(11), "CONFIRMED"),
-        bob_a1=await reserve(bob, library.a1, at(10, 30), at(12), "CONFIRMED"),
-        bob_s1=await reserve(bob, library.s1, at(13), at(14), "CANCELLED"),
-        alice_s1=await reserve(alice, library.s1, at(14), at(15), "CONFIRMED"),
+        alice_early=await add(alice, library.a1, at(8), at(9), "COMPLETED"),
+        alice_a2=await add(alice, library.a2, at(10), at(11), "CONFIRMED"),
+        bob_a1=await add(bob, library.a1, at(10, 30), at(12), "CONFIRMED"),
+        bob_s1=await add(bob, library.s1, at(13), at(14), "CANCELLED"),
+        alice_s1=await add(alice, library.s1, at(14), at(15), "CONFIRMED"),
     )
 
 
@@ -1280,7 +1194,7 @@ async def cached_api(
     make_client: ClientFactory, redis_url: str, clock: FrozenClock
 ) -> httpx.AsyncClient:
     # A long TTL: only invalidation can end a cached answer while the test runs.
-    return await make_client(clock=clock, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=120, **SETTINGS)
+    return await make_client(clock=clock, REDIS_URL=redis_url, SEAT_CACHE_SECONDS=120, **RULES)
 
 
 @pytest.mark.redis
@@ -1356,7 +1270,7 @@ async def test_closing_a_seat_while_its_booker_cancels_answers_both_without_a_se
     booking = await add_reservation(
         db, user_id=alice.id, seat_id=library.a1, start=at(11), end=at(12)
     )
-    entry = await join_seat_queue(api, bob, library.a1, at(11), at(12))
+    entry = await joined(api, bob, seat_id=library.a1, start=at(11), end=at(12))
     # Hold the cancellation between its UPDATE and its offer to the queue, so that the
     # closing starts in between (the order a real race can take).
     reached, go = asyncio.Event(), asyncio.Event()

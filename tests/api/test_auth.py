@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.models import Role
 from app.security import encode_token
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer, login, register
-from tests.factories import FrozenClock
+from tests.factories import FrozenClock, assert_error, assert_validation_error
 
 USER_FIELDS = {"id", "student_id", "name", "email", "role", "created_at"}
 PASSWORD = "correct horse"
@@ -27,23 +27,6 @@ def parse_utc(value: str) -> datetime:
     """A response time: ISO 8601 in UTC, written with ``Z``."""
     assert value.endswith("Z"), value
     return datetime.fromisoformat(value)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
-
-
-def assert_validation_error(response: httpx.Response, field: str) -> None:
-    """FastAPI's 422 shape, naming the offending body field."""
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert isinstance(detail, list)
-    assert ["body", field] in [error["loc"] for error in detail]
 
 
 def assert_rate_limited(response: httpx.Response) -> None:
@@ -145,7 +128,7 @@ async def test_register_rejects_passwords_outside_8_to_72_bytes(
     response = await client.post(
         "/auth/register", json={"student_id": "S1000001", "name": "A", "password": password}
     )
-    assert_validation_error(response, "password")
+    assert_validation_error(response, "body", "password")
     assert await db.fetchval("SELECT count(*) FROM users") == 0
 
 
@@ -154,7 +137,7 @@ async def test_register_rejects_a_malformed_email(client: httpx.AsyncClient) -> 
         "/auth/register",
         json={"student_id": "S1000001", "name": "A", "password": PASSWORD, "email": "not-mail"},
     )
-    assert_validation_error(response, "email")
+    assert_validation_error(response, "body", "email")
 
 
 async def test_register_accepts_a_200_character_name_and_rejects_201(
@@ -164,7 +147,7 @@ async def test_register_accepts_a_200_character_name_and_rejects_201(
     response = await client.post(
         "/auth/register", json={"student_id": "S1000002", "name": "n" * 201, "password": PASSWORD}
     )
-    assert_validation_error(response, "name")
+    assert_validation_error(response, "body", "name")
 
 
 async def test_register_missing_field_is_422_in_fastapi_shape(client: httpx.AsyncClient) -> None:
@@ -220,12 +203,12 @@ async def test_wrong_password_and_unknown_student_get_byte_identical_401(
 async def test_login_rejects_a_password_over_72_bytes_with_422(client: httpx.AsyncClient) -> None:
     await register(client, "S1000001", password="a" * 72)
     response = await post_login(client, "S1000001", "a" * 73)
-    assert_validation_error(response, "password")
+    assert_validation_error(response, "body", "password")
 
 
 async def test_login_with_empty_password_is_422(client: httpx.AsyncClient) -> None:
     response = await post_login(client, "S1000001", "")
-    assert_validation_error(response, "password")
+    assert_validation_error(response, "body", "password")
 
 
 # --- /auth/token (OAuth2 password flow) -----------------------------------------------

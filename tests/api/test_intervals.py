@@ -5,18 +5,16 @@ operation answers it the same, before any service runs: 422 ``invalid_interval``
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from app.models import Role
 from app.schemas.admin import AdminReservationQuery, StatsQuery
 from app.schemas.common import ordered_interval
 from app.schemas.reservations import ReservationCreate
 from app.schemas.seats import IntervalQuery, SeatQuery
 from app.schemas.waitlist import WaitlistJoin
 from tests.conftest import ClientFactory
-from tests.factories import Student, add_student
+from tests.factories import Student
 
 START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 S = START.isoformat()
@@ -39,11 +37,6 @@ BODY_EXTRA = {"/reservations": {"seat_id": 999}, "/waitlist": {"seat_id": 999}}
 @pytest.fixture
 async def api(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client()
-
-
-@pytest.fixture
-async def admin(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "ADMIN01", role=Role.ADMIN)
 
 
 async def send(

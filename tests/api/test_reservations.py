@@ -2,7 +2,7 @@
 Idempotency-Key, listings, check-in, check-out, cancellation, calendar export."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,48 +15,32 @@ from app.security import encode_token
 from app.timeutil import utcnow
 from tests.conftest import TEST_JWT_SECRET, ClientFactory
 from tests.factories import (
+    DAY,
+    HOUR,
+    MINUTE,
+    RESERVATION_FIELDS,
+    SECOND,
+    T10,
+    T11,
+    T12,
     FrozenClock,
     Student,
     add_branch,
     add_reservation,
     add_seat,
-    add_student,
+    assert_error,
+    assert_validation_error,
+    at,
+    booked,
+    booking,
     iso,
     registered_student,
     reservation_status,
+    reserve,
 )
 
 # Dec 1, 08:00 UTC; most bookings are for 10:00-11:00 the same day.
-NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-
-CONTRACT_FIELDS = {
-    "id",
-    "user_id",
-    "seat_id",
-    "seat",
-    "start_time",
-    "end_time",
-    "status",
-    "created_at",
-    "checked_in_at",
-    "cancelled_at",
-    "cancel_reason",
-    "check_in_opens_at",
-    "check_in_deadline",
-}
-
-
-def at(hour: int, minute: int = 0, day: int = 1) -> datetime:
-    return datetime(2026, 12, day, hour, minute, tzinfo=UTC)
-
-
-T10 = at(10)
-T11 = at(11)
-T12 = at(12)
+NOW = at(8)
 
 
 @dataclass(frozen=True)
@@ -88,71 +72,6 @@ async def library(db: asyncpg.Connection) -> Library:
         maintenance=await add_seat(db, main, "B1", status="MAINTENANCE"),
         closed=await add_seat(db, main, "B2", status="CLOSED"),
     )
-
-
-@pytest.fixture
-async def alice(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000001")
-
-
-@pytest.fixture
-async def bob(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000002")
-
-
-@pytest.fixture
-async def admin(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "ADMIN01", role=Role.ADMIN)
-
-
-def booking(seat_id: int, start: datetime, end: datetime) -> dict[str, Any]:
-    return {"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)}
-
-
-async def reserve(
-    api: httpx.AsyncClient,
-    student: Student,
-    seat_id: int,
-    start: datetime = T10,
-    end: datetime = T11,
-    *,
-    key: str | bytes | None = None,
-) -> httpx.Response:
-    # Bytes so that a key can carry non-ASCII octets (httpx encodes str headers as ASCII).
-    headers = {name.encode(): value.encode() for name, value in student.headers.items()}
-    if key is not None:
-        headers[b"Idempotency-Key"] = key if isinstance(key, bytes) else key.encode()
-    return await api.post("/reservations", json=booking(seat_id, start, end), headers=headers)
-
-
-async def booked(
-    api: httpx.AsyncClient,
-    student: Student,
-    seat_id: int,
-    start: datetime = T10,
-    end: datetime = T11,
-) -> dict[str, Any]:
-    response = await reserve(api, student, seat_id, start, end)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
-
-
-def assert_validation_error(response: httpx.Response, loc: list[str | int]) -> None:
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"] == "application/json"
-    detail = response.json()["detail"]
-    assert isinstance(detail, list)
-    assert loc in [error["loc"] for error in detail]
 
 
 def outcome(response: httpx.Response) -> tuple[int, str | None]:
@@ -188,9 +107,9 @@ async def test_booking_answers_every_contract_field_in_utc(
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) >= CONTRACT_FIELDS
+    assert set(body) >= RESERVATION_FIELDS
     assert isinstance(body["id"], int)
-    assert {field: body[field] for field in CONTRACT_FIELDS - {"id"}} == {
+    assert {field: body[field] for field in RESERVATION_FIELDS - {"id"}} == {
         "user_id": student.id,
         "seat_id": library.a1,
         "seat": {"id": library.a1, "branch": "Main", "area": "Quiet", "label": "A1"},
@@ -274,7 +193,7 @@ async def test_booking_with_a_time_without_offset_is_refused(
         body = booking(library.a1, T10, T11)
         body[field] = body[field].removesuffix("Z")
         response = await api.post("/reservations", json=body, headers=alice.headers)
-        assert_validation_error(response, ["body", field])
+        assert_validation_error(response, "body", field)
     assert await count_reservations(db) == 0
 
 
@@ -356,7 +275,7 @@ async def test_booking_with_a_malformed_seat_id_is_refused(
     for seat_id in (0, -1, 2**63, "abc", None, 1.5):
         body = {"seat_id": seat_id, "start_time": iso(T10), "end_time": iso(T11)}
         response = await api.post("/reservations", json=body, headers=alice.headers)
-        assert_validation_error(response, ["body", "seat_id"])
+        assert_validation_error(response, "body", "seat_id")
 
 
 async def test_booking_an_unknown_seat_is_not_found(
@@ -603,7 +522,7 @@ async def test_a_malformed_idempotency_key_is_refused(
     ]
     for key in keys:
         response = await reserve(api, alice, library.a1, key=key)
-        assert_validation_error(response, ["header", "Idempotency-Key"])
+        assert_validation_error(response, "header", "Idempotency-Key")
     assert await count_reservations(db) == 0
 
 
@@ -669,7 +588,7 @@ async def test_list_defaults_to_upcoming_not_yet_ended_soonest_first(
     response = await api.get("/reservations", headers=alice.headers)
     assert listed(response, alices_reservations) == ["ongoing", "future", "future_later"]
     assert response.json()["total"] == 3
-    assert set(response.json()["items"][0]) >= CONTRACT_FIELDS
+    assert set(response.json()["items"][0]) >= RESERVATION_FIELDS
     explicit = await api.get("/reservations?scope=upcoming", headers=alice.headers)
     assert explicit.json() == response.json()
 
@@ -766,7 +685,7 @@ async def test_list_with_a_bad_query_is_refused(api: httpx.AsyncClient, alice: S
         ("offset=-1", "offset"),
     ]:
         response = await api.get(f"/reservations?{query}", headers=alice.headers)
-        assert_validation_error(response, ["query", field])
+        assert_validation_error(response, "query", field)
 
 
 # GET /reservations/{id}
@@ -805,7 +724,7 @@ async def test_a_malformed_reservation_id_is_refused(
     for method, path in ROUTES_BY_ID:
         for bad_id in ("0", "-1", str(2**63), "abc"):
             response = await api.request(method, path.format(bad_id), headers=alice.headers)
-            assert_validation_error(response, ["path", "reservation_id"])
+            assert_validation_error(response, "path", "reservation_id")
 
 
 async def test_an_unknown_reservation_id_is_not_found(
@@ -872,7 +791,7 @@ async def test_user_list_alias_with_a_malformed_user_id_is_refused(
     api: httpx.AsyncClient, admin: Student
 ) -> None:
     response = await api.get("/reservations/user/0", headers=admin.headers)
-    assert_validation_error(response, ["path", "user_id"])
+    assert_validation_error(response, "path", "user_id")
 
 
 # POST /reservations/{id}/checkin

@@ -8,7 +8,6 @@ import asyncpg
 import httpx
 import pytest
 
-from app.models import Role
 from tests.conftest import ClientFactory
 from tests.factories import Student, add_branch, add_reservation, add_seat, add_student, add_user
 
@@ -43,11 +42,6 @@ ZERO = {
 @pytest.fixture
 async def api(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client()
-
-
-@pytest.fixture
-async def admin(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "ADMIN01", role=Role.ADMIN)
 
 
 @pytest.fixture

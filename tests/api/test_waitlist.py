@@ -5,7 +5,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,33 +15,43 @@ import pytest
 from app.cache import SeatCache
 from app.db import pool as pool_module
 from app.jobs import sweeps
-from app.models import Role
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
 from tests.conftest import ClientFactory, make_settings
 from tests.factories import (
+    CLAIM,
+    DAY,
+    GRACE,
+    HOUR,
+    MINUTE,
+    RULES,
+    SECOND,
+    T10,
+    T11,
+    T12,
     FrozenClock,
     Student,
     add_branch,
     add_reservation,
     add_seat,
-    add_student,
     add_user,
+    assert_error,
+    assert_validation_error,
+    at,
+    cancel,
     iso,
+    join,
+    joined,
+    my_entries,
+    my_notifications,
+    reservation_row,
+    reserve,
 )
 
 # Dec 1, 08:00 UTC; the seats are wanted from 10:00.
-NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-CLAIM = timedelta(minutes=10)
-GRACE = timedelta(minutes=15)
+NOW = at(8)
 SETTINGS: dict[str, Any] = {
-    "GRACE_MINUTES": 15,
-    "CHECKIN_EARLY_MINUTES": 15,
-    "CLAIM_MINUTES": 10,
+    **RULES,
     "NO_SHOW_LIMIT": 3,
     "NO_SHOW_WINDOW_DAYS": 30,
     "SUSPENSION_DAYS": 7,
@@ -60,13 +70,6 @@ ENTRY_FIELDS = {
     "reservation_id",
     "created_at",
 }
-
-
-def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(2026, 12, 1, hour, minute, second, tzinfo=UTC)
-
-
-T10, T11, T12 = at(10), at(11), at(12)
 
 
 @dataclass(frozen=True)
@@ -98,47 +101,6 @@ async def library(db: asyncpg.Connection) -> Library:
     )
 
 
-@pytest.fixture
-async def alice(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000001")
-
-
-@pytest.fixture
-async def bob(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000002")
-
-
-@pytest.fixture
-async def carol(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000003")
-
-
-@pytest.fixture
-async def dave(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "S0000004")
-
-
-@pytest.fixture
-async def admin(db: asyncpg.Connection) -> Student:
-    return await add_student(db, "ADMIN01", role=Role.ADMIN)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
-
-
-def assert_validation_error(response: httpx.Response) -> None:
-    """FastAPI's 422 shape: a list of errors and no domain ``code``."""
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert isinstance(body["detail"], list)
-    assert "code" not in body
-
-
 async def occupy(
     db: asyncpg.Connection,
     seat_id: int,
@@ -156,70 +118,8 @@ async def occupy(
     )
 
 
-async def join(
-    api: httpx.AsyncClient,
-    student: Student,
-    *,
-    seat_id: int | None = None,
-    branch: str | None = None,
-    start: datetime = T10,
-    end: datetime = T11,
-) -> httpx.Response:
-    body: dict[str, Any] = {"start_time": iso(start), "end_time": iso(end)}
-    if seat_id is not None:
-        body["seat_id"] = seat_id
-    if branch is not None:
-        body["branch"] = branch
-    return await api.post("/waitlist", json=body, headers=student.headers)
-
-
-async def joined(
-    api: httpx.AsyncClient,
-    student: Student,
-    *,
-    seat_id: int | None = None,
-    branch: str | None = None,
-    start: datetime = T10,
-    end: datetime = T11,
-) -> dict[str, Any]:
-    response = await join(api, student, seat_id=seat_id, branch=branch, start=start, end=end)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def my_entries(api: httpx.AsyncClient, student: Student) -> dict[int, dict[str, Any]]:
-    response = await api.get("/waitlist", headers=student.headers)
-    assert response.status_code == 200, response.text
-    return {item["id"]: item for item in response.json()["items"]}
-
-
 async def my_entry(api: httpx.AsyncClient, student: Student, entry_id: int) -> dict[str, Any]:
     return (await my_entries(api, student))[entry_id]
-
-
-async def my_notifications(
-    api: httpx.AsyncClient, student: Student, query: str = ""
-) -> list[dict[str, Any]]:
-    response = await api.get(f"/notifications{query}", headers=student.headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["total"] == len(body["items"])
-    items: list[dict[str, Any]] = body["items"]
-    return items
-
-
-async def cancel(api: httpx.AsyncClient, student: Student, reservation_id: int) -> dict[str, Any]:
-    response = await api.delete(f"/reservations/{reservation_id}", headers=student.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def reservation_row(db: asyncpg.Connection, reservation_id: int) -> asyncpg.Record:
-    row = await db.fetchrow("SELECT * FROM reservations WHERE id = $1", reservation_id)
-    assert row is not None
-    return row
 
 
 Sweep = Callable[[datetime], Awaitable[sweeps.SweepResult]]
@@ -899,6 +799,16 @@ async def test_declining_the_held_reservation_closes_the_entry_and_offers_the_ne
 # Released time: check-out and no-shows
 
 
+async def claim_and_check_in(api: httpx.AsyncClient, student: Student, entry_id: int) -> None:
+    """The student claims the offer and checks in to its reservation straight away."""
+    claimed = await api.post(f"/waitlist/{entry_id}/claim", headers=student.headers)
+    assert claimed.status_code == 200, claimed.text
+    reservation_id = claimed.json()["reservation"]["id"]
+    checkin = await api.post(f"/reservations/{reservation_id}/checkin", headers=student.headers)
+    assert checkin.status_code == 200, checkin.text
+    assert checkin.json()["status"] == "CHECKED_IN"
+
+
 async def test_checkout_releases_the_rest_of_the_slot_to_the_waitlist(
     api: httpx.AsyncClient,
     db: asyncpg.Connection,
@@ -941,13 +851,8 @@ async def test_an_offer_made_when_a_no_show_frees_the_seat_can_be_claimed_and_ch
         assert offer["status"] == "OFFERED"
 
         clock.advance(MINUTE)
-        claimed = await api.post(f"/waitlist/{entry['id']}/claim", headers=bob.headers)
-        assert claimed.status_code == 200, claimed.text
-        reservation_id = claimed.json()["reservation"]["id"]
-        # Bob took the seat a minute ago: he must be able to sit down now...
-        checkin = await api.post(f"/reservations/{reservation_id}/checkin", headers=bob.headers)
-        assert checkin.status_code == 200, checkin.text
-        assert checkin.json()["status"] == "CHECKED_IN"
+        # Bob claims the seat a minute after the offer: he must be able to sit down now...
+        await claim_and_check_in(api, bob, entry["id"])
         # ...and the next sweep must not count his claimed seat as a no-show.
         assert (await sweep(clock.now() + MINUTE)).no_shows == 0
 
@@ -967,11 +872,7 @@ async def test_an_offer_made_at_checkout_can_be_claimed_and_checked_in(
     assert checkout.status_code == 200, checkout.text
     assert (await my_entry(api, bob, entry["id"]))["status"] == "OFFERED"
 
-    claimed = await api.post(f"/waitlist/{entry['id']}/claim", headers=bob.headers)
-    assert claimed.status_code == 200, claimed.text
-    reservation_id = claimed.json()["reservation"]["id"]
-    checkin = await api.post(f"/reservations/{reservation_id}/checkin", headers=bob.headers)
-    assert checkin.status_code == 200, checkin.text
+    await claim_and_check_in(api, bob, entry["id"])
 
 
 # Notifications
@@ -1089,14 +990,6 @@ async def add_no_shows(db: asyncpg.Connection, student: Student, starts: list[da
         )
 
 
-async def book(api: httpx.AsyncClient, student: Student, seat_id: int) -> httpx.Response:
-    return await api.post(
-        "/reservations",
-        json={"seat_id": seat_id, "start_time": iso(T10), "end_time": iso(T11)},
-        headers=student.headers,
-    )
-
-
 async def me(api: httpx.AsyncClient, student: Student) -> dict[str, Any]:
     response = await api.get("/auth/me", headers=student.headers)
     assert response.status_code == 200, response.text
@@ -1109,7 +1002,7 @@ async def test_two_recent_no_shows_do_not_suspend(
 ) -> None:
     await add_no_shows(db, bob, [NOW - 2 * DAY, NOW - DAY])
 
-    assert (await book(api, bob, library.a1)).status_code == 201
+    assert (await reserve(api, bob, library.a1)).status_code == 201
     assert (await me(api, bob))["suspended_until"] is None
 
 
@@ -1121,7 +1014,7 @@ async def test_three_no_shows_within_the_window_suspend_booking_and_waitlisting(
     await occupy(db, library.a2)
     until = iso(latest + 7 * DAY)
 
-    booking = assert_error(await book(api, bob, library.a1), 403, "suspended")
+    booking = assert_error(await reserve(api, bob, library.a1), 403, "suspended")
     assert booking["suspended_until"] == until
     waiting = assert_error(await join(api, bob, seat_id=library.a2), 403, "suspended")
     assert waiting["suspended_until"] == until
@@ -1134,7 +1027,7 @@ async def test_three_no_shows_spread_over_more_than_the_window_do_not_suspend(
 ) -> None:
     await add_no_shows(db, bob, [NOW - 32 * DAY, NOW - 16 * DAY, NOW - DAY])
 
-    assert (await book(api, bob, library.a1)).status_code == 201
+    assert (await reserve(api, bob, library.a1)).status_code == 201
     assert (await me(api, bob))["suspended_until"] is None
 
 

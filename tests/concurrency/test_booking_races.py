@@ -4,14 +4,13 @@ exclusion constraints deciding who wins. Real times a day ahead; no frozen clock
 import asyncio
 import random
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import httpx
 
 from app.timeutil import utcnow
 from tests.conftest import ClientFactory
-from tests.factories import Student, add_branch, add_seat, add_student, add_students
+from tests.factories import Student, add_branch, add_seat, add_student, add_students, booking
 
 HOUR = timedelta(hours=1)
 ACTIVE = "('HELD', 'CONFIRMED', 'CHECKED_IN')"
@@ -22,10 +21,6 @@ POOL = {"DB_POOL_MAX_SIZE": 60}
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
     midnight = (utcnow() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight + timedelta(hours=hour, minutes=minute)
-
-
-def booking(seat_id: int, start: datetime, end: datetime) -> dict[str, Any]:
-    return {"seat_id": seat_id, "start_time": start.isoformat(), "end_time": end.isoformat()}
 
 
 def outcome(response: httpx.Response) -> tuple[int, str | None]:

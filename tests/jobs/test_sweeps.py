@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,27 +22,30 @@ from app.realtime.publisher import Publisher
 from app.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import (
+    CLAIM,
+    GRACE,
+    HOUR,
+    MINUTE,
+    RULES,
+    SECOND,
     FrozenClock,
     add_branch,
     add_reservation,
     add_seat,
     add_user,
+    at,
     eventually,
     iso,
+    reservation_row,
 )
 
-NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
-GRACE = timedelta(minutes=15)
-CLAIM = timedelta(minutes=10)
+NOW = at(10)
 EXPIRED_REASON = "waitlist offer expired"
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url, GRACE_MINUTES=15, CLAIM_MINUTES=10)
+    return make_settings(database_url, **RULES)
 
 
 async def open_pool(database_url: str, settings: Settings) -> Pool:
@@ -160,12 +163,6 @@ async def add_offer(
     return entry_id, reservation_id
 
 
-async def reservation(db: asyncpg.Connection, reservation_id: int) -> asyncpg.Record:
-    row = await db.fetchrow("SELECT * FROM reservations WHERE id = $1", reservation_id)
-    assert row is not None
-    return row
-
-
 async def entry(db: asyncpg.Connection, entry_id: int) -> asyncpg.Record:
     row = await db.fetchrow("SELECT * FROM waitlist_entries WHERE id = $1", entry_id)
     assert row is not None
@@ -221,12 +218,12 @@ async def test_confirmed_reservation_becomes_no_show_one_second_after_the_grace_
 
     at_deadline = await sweeps.mark_no_shows(pool, publisher, settings, now=start + GRACE)
     assert at_deadline == 0
-    assert (await reservation(db, booked))["status"] == "CONFIRMED"
+    assert (await reservation_row(db, booked))["status"] == "CONFIRMED"
     assert await notifications(db) == []
 
     after = await sweeps.mark_no_shows(pool, publisher, settings, now=start + GRACE + SECOND)
     assert after == 1
-    row = await reservation(db, booked)
+    row = await reservation_row(db, booked)
     assert row["status"] == "NO_SHOW"
     assert row["updated_at"] == start + GRACE + SECOND
 
@@ -242,11 +239,11 @@ async def test_checked_in_reservation_completes_when_its_end_time_comes(
 
     before = await sweeps.complete_checked_in(pool, publisher, settings, now=end - SECOND)
     assert before == 0
-    assert (await reservation(db, sitting))["status"] == "CHECKED_IN"
+    assert (await reservation_row(db, sitting))["status"] == "CHECKED_IN"
 
     at_end = await sweeps.complete_checked_in(pool, publisher, settings, now=end)
     assert at_end == 1
-    row = await reservation(db, sitting)
+    row = await reservation_row(db, sitting)
     assert row["status"] == "COMPLETED"
     assert row["end_time"] == end  # the booked end stays: nothing was cut short
     assert await notifications(db) == []
@@ -264,13 +261,13 @@ async def test_offer_is_kept_at_its_deadline_and_expires_one_second_later(
     # Claiming is still allowed at the deadline, so the sweep must leave it alone.
     at_deadline = await sweeps.expire_offers(pool, publisher, settings, now=deadline)
     assert at_deadline == 0
-    assert (await reservation(db, held))["status"] == "HELD"
+    assert (await reservation_row(db, held))["status"] == "HELD"
     assert (await entry(db, entry_id))["status"] == "OFFERED"
 
     later = deadline + SECOND
     after = await sweeps.expire_offers(pool, publisher, settings, now=later)
     assert after == 1
-    row = await reservation(db, held)
+    row = await reservation_row(db, held)
     assert (row["status"], row["cancel_reason"], row["cancelled_at"]) == (
         "CANCELLED",
         EXPIRED_REASON,
@@ -317,7 +314,7 @@ async def test_sweeps_leave_reservations_in_other_states_alone(
 
     assert result == sweeps.SweepResult()
     for name, reservation_id in kept.items():
-        assert (await reservation(db, reservation_id))["status"] == name.split()[-1]
+        assert (await reservation_row(db, reservation_id))["status"] == name.split()[-1]
     assert await notifications(db) == []
 
 
@@ -393,11 +390,11 @@ async def test_no_show_offers_the_rest_of_its_slot_to_a_waiting_entry(
 
     assert await sweeps.mark_no_shows(pool, publisher, settings, now=NOW) == 1
 
-    assert (await reservation(db, missed))["status"] == "NO_SHOW"
+    assert (await reservation_row(db, missed))["status"] == "NO_SHOW"
     offered = await entry(db, waiting)
     assert offered["status"] == "OFFERED"
     assert offered["offer_expires_at"] == NOW + CLAIM
-    held = await reservation(db, offered["reservation_id"])
+    held = await reservation_row(db, offered["reservation_id"])
     assert (held["user_id"], held["seat_id"], held["status"]) == (bob, seat.seat_id, "HELD")
     assert (held["start_time"], held["end_time"]) == (NOW + 30 * MINUTE, start + 2 * HOUR)
     assert held["offer_expires_at"] == NOW + CLAIM
@@ -439,10 +436,10 @@ async def test_expired_offer_passes_to_the_next_in_line(
     assert await sweeps.expire_offers(pool, publisher, settings, now=NOW) == 1
 
     assert (await entry(db, first))["status"] == "EXPIRED"
-    assert (await reservation(db, first_offer))["status"] == "CANCELLED"
+    assert (await reservation_row(db, first_offer))["status"] == "CANCELLED"
     passed_on = await entry(db, second)
     assert passed_on["status"] == "OFFERED"
-    held = await reservation(db, passed_on["reservation_id"])
+    held = await reservation_row(db, passed_on["reservation_id"])
     assert (held["user_id"], held["status"], held["offer_expires_at"]) == (
         second_user,
         "HELD",
@@ -795,7 +792,7 @@ async def test_scheduler_sweeps_on_every_tick_at_the_apps_clock(
     sweeper = scheduler.start_scheduler(pool, publisher, settings, FrozenClock(NOW))
     try:
         await eventually(
-            lambda: reservation(db, first),
+            lambda: reservation_row(db, first),
             lambda row: row["status"] == "NO_SHOW",
             within=10,
             interval=0.02,
@@ -805,7 +802,7 @@ async def test_scheduler_sweeps_on_every_tick_at_the_apps_clock(
             db, user_id=owner, seat_id=seat.seat_id, start=NOW - 2 * HOUR, end=NOW - 90 * MINUTE
         )
         await eventually(
-            lambda: reservation(db, second),
+            lambda: reservation_row(db, second),
             lambda row: row["status"] == "NO_SHOW",
             within=10,
             interval=0.02,

@@ -10,7 +10,6 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -20,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from app.timeutil import utcnow
-from tests.factories import Student, iso
 from tests.factories import eventually as eventually  # where the ops tests import it from
 from tests.realtime.servers import free_port
 
@@ -147,32 +145,6 @@ def slot(hours_ahead: int = 2) -> tuple[datetime, datetime]:
     """An hour-long slot starting on the hour, ``hours_ahead`` hours from now (or so)."""
     start = (utcnow() + timedelta(hours=hours_ahead)).replace(minute=0, second=0, microsecond=0)
     return start, start + timedelta(hours=1)
-
-
-def booking(seat_id: int, start: datetime, end: datetime) -> dict[str, Any]:
-    return {"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)}
-
-
-async def book(
-    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await client.post(
-        "/reservations", json=booking(seat_id, start, end), headers=student.headers
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def join_waitlist(
-    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await client.post(
-        "/waitlist", json=booking(seat_id, start, end), headers=student.headers
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def wait_for_lock_waiter(db: asyncpg.Connection, within: float = 5) -> None:

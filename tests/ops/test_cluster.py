@@ -22,13 +22,19 @@ import pytest
 
 from app.timeutil import utcnow
 from tests.conftest import REPO_ROOT
-from tests.factories import add_branch, add_reservation, add_seat, add_student, add_students
+from tests.factories import (
+    add_branch,
+    add_reservation,
+    add_seat,
+    add_student,
+    add_students,
+    booked,
+    booking,
+    joined,
+)
 from tests.ops.support import (
     NOTIFICATIONS,
-    book,
-    booking,
     eventually,
-    join_waitlist,
     logs_in,
     metric,
     require_binary,
@@ -253,8 +259,8 @@ async def test_a_stream_opened_through_nginx_hears_an_offer_caused_on_the_other_
     seat_id = await add_seat(db, await add_branch(db, "Main"), "A1")
     alice, bob = await add_student(db, "S0000001"), await add_student(db, "S0000002")
     start, end = slot()
-    taken = await book(cluster.client, alice, seat_id, start, end)
-    entry = await join_waitlist(cluster.client, bob, seat_id, start, end)
+    taken = await booked(cluster.client, alice, seat_id, start, end)
+    entry = await joined(cluster.client, bob, seat_id=seat_id, start=start, end=end)
 
     async with open_stream(cluster.client, NOTIFICATIONS, headers=bob.headers) as stream:
         other = cluster.instances[1 - await stream_holder(cluster)]

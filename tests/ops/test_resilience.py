@@ -19,14 +19,20 @@ import pytest
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.timeutil import utcnow
-from tests.factories import Student, add_branch, add_reservation, add_seat, add_student
+from tests.factories import (
+    Student,
+    add_branch,
+    add_reservation,
+    add_seat,
+    add_student,
+    booked,
+    booking,
+    joined,
+)
 from tests.ops.support import (
     NOTIFICATIONS,
     PrivateRedis,
-    book,
-    booking,
     eventually,
-    join_waitlist,
     metric,
     require_binary,
     scrape,
@@ -98,8 +104,8 @@ async def test_redis_stopped_mid_run_is_survived_and_used_again_once_it_returns(
     alice, bob, carol, dave = [await add_student(db, f"S000000{n}") for n in range(4)]
     start, end = slot()
     hits_before = await listing_served_from_cache(a)
-    taken = await book(a.client, alice, seats[0], start, end)
-    bob_entry = await join_waitlist(a.client, bob, seats[0], start, end)
+    taken = await booked(a.client, alice, seats[0], start, end)
+    bob_entry = await joined(a.client, bob, seat_id=seats[0], start=start, end=end)
 
     private_redis.stop()
 
@@ -147,7 +153,7 @@ async def test_redis_stopped_mid_run_is_survived_and_used_again_once_it_returns(
     )
     for server in (a, b):
         await wait_until_subscribed(server, private_redis.url, within=15)
-    dave_entry = await join_waitlist(a.client, dave, seats[1], start, end)
+    dave_entry = await joined(a.client, dave, seat_id=seats[1], start=start, end=end)
     carols = (await a.client.get("/reservations", headers=carol.headers)).json()["items"]
     async with open_stream(b.client, NOTIFICATIONS, headers=dave.headers) as on_b:
         response = await a.client.delete(f"/reservations/{carols[0]['id']}", headers=carol.headers)
@@ -228,7 +234,7 @@ async def test_postgresql_restart_answers_503_meanwhile_and_recovers_without_a_r
     async with instance_on(private_postgres, tmp_path) as (url, server, conn):
         seat_id, alice, bob = await arrange(conn)
         start, end = slot()
-        await book(server.client, alice, seat_id, start, end)
+        await booked(server.client, alice, seat_id, start, end)
         await conn.close()
 
         await asyncio.to_thread(private_postgres.stop)
@@ -319,7 +325,7 @@ async def test_a_request_in_flight_when_postgresql_goes_away_answers_503_json(
     async with instance_on(private_postgres, tmp_path) as (_, server, conn):
         seat_id, alice, _ = await arrange(conn)
         soon = utcnow() + timedelta(minutes=5)  # check-in is open already
-        taken = await book(server.client, alice, seat_id, soon, soon + timedelta(hours=1))
+        taken = await booked(server.client, alice, seat_id, soon, soon + timedelta(hours=1))
         locker = conn.transaction()
         await locker.start()
         # The request waits for this row lock: in flight when PostgreSQL goes away.

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-import httpx
 import pytest
 
 from app.db import notifications as notifications_db
@@ -17,7 +16,7 @@ from app.models import Notification
 from app.realtime.events import Changes
 from app.timeutil import utcnow
 from tests.conftest import make_settings
-from tests.factories import Student, add_branch, add_seat, add_student, iso
+from tests.factories import add_branch, add_seat, add_student, booked, cancel, iso, joined
 from tests.realtime.servers import (
     Server,
     Servers,
@@ -49,37 +48,6 @@ async def server(
 
 def next_hour(hours_ahead: int = 2) -> datetime:
     return (utcnow() + timedelta(hours=hours_ahead)).replace(minute=0, second=0, microsecond=0)
-
-
-async def book(
-    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await client.post(
-        "/reservations",
-        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
-        headers=student.headers,
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def cancel(client: httpx.AsyncClient, student: Student, reservation_id: int) -> None:
-    response = await client.delete(f"/reservations/{reservation_id}", headers=student.headers)
-    assert response.status_code == 200, response.text
-
-
-async def join_waitlist(
-    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await client.post(
-        "/waitlist",
-        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
-        headers=student.headers,
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def insert_notifications(
@@ -177,8 +145,9 @@ async def test_cancelled_booking_is_offered_live_to_the_waiting_users_stream(
     seat_id = await add_seat(db, await add_branch(db, "Main"), "A1")
     alice, bob = await add_student(db, "S0000001"), await add_student(db, "S0000002")
     start = next_hour()
-    booking = await book(server.client, alice, seat_id, start, start + timedelta(hours=2))
-    entry = await join_waitlist(server.client, bob, seat_id, start, start + timedelta(hours=2))
+    end = start + timedelta(hours=2)
+    booking = await booked(server.client, alice, seat_id, start, end)
+    entry = await joined(server.client, bob, seat_id=seat_id, start=start, end=end)
 
     async with open_stream(server.client, NOTIFICATIONS, headers=bob.headers) as stream:
         await cancel(server.client, alice, booking["id"])
@@ -289,7 +258,7 @@ async def test_seat_stream_reports_booking_and_cancellation_to_that_branch_only(
         open_stream(server.client, "/seats/stream", params={"branch": "Science"}) as elsewhere,
     ):
         now = utcnow()
-        booking = await book(server.client, student, seat_id, now, now + timedelta(hours=1))
+        booking = await booked(server.client, student, seat_id, now, now + timedelta(hours=1))
         taken = await main_stream.next_event(within=5)
         await cancel(server.client, student, booking["id"])
         freed = await main_stream.next_event(within=5)

@@ -21,6 +21,8 @@ from tests.factories import (
     add_seat,
     add_student,
     add_students,
+    booked,
+    cancel,
     iso,
     mint_token,
 )
@@ -58,24 +60,6 @@ def next_hour() -> datetime:
     return (utcnow() + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 
 
-async def book(
-    client: httpx.AsyncClient, student: Student, seat_id: int, start: datetime, end: datetime
-) -> dict[str, Any]:
-    response = await client.post(
-        "/reservations",
-        json={"seat_id": seat_id, "start_time": iso(start), "end_time": iso(end)},
-        headers=student.headers,
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def cancel(client: httpx.AsyncClient, student: Student, reservation_id: int) -> None:
-    response = await client.delete(f"/reservations/{reservation_id}", headers=student.headers)
-    assert response.status_code == 200, response.text
-
-
 async def waiting_for_booked_seat(
     db: asyncpg.Connection, client: httpx.AsyncClient
 ) -> tuple[Student, Student, dict[str, Any], dict[str, Any]]:
@@ -83,7 +67,7 @@ async def waiting_for_booked_seat(
     seat_id = await add_seat(db, await add_branch(db, "Main"), "A1")
     alice, bob = await add_student(db, "S0000001"), await add_student(db, "S0000002")
     start = next_hour()
-    booking = await book(client, alice, seat_id, start, start + timedelta(hours=1))
+    booking = await booked(client, alice, seat_id, start, start + timedelta(hours=1))
     response = await client.post(
         "/waitlist",
         json={"seat_id": seat_id, "start_time": iso(start), "end_time": booking["end_time"]},
@@ -135,7 +119,7 @@ async def test_seat_change_on_one_instance_reaches_a_seat_stream_on_the_other(
 
     async with open_stream(b.client, "/seats/stream", params={"branch": "Main"}) as on_b:
         now = utcnow()
-        booking = await book(a.client, student, seat_id, now, now + timedelta(hours=1))
+        booking = await booked(a.client, student, seat_id, now, now + timedelta(hours=1))
         taken = await next_matching(
             on_b, "seat.availability", lambda s: s["seat_id"] == seat_id and not s["available"]
         )
