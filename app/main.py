@@ -32,6 +32,7 @@ from app.routers import admin, auth, health, notifications, reservations, seats,
 from app.security import PasswordHasher
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
+from app.web import routes as web
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(notifications.router)
     app.include_router(admin.router)
     apidocs.install(app)
+    web.install(app)  # the web app's pages and /static
     # Innermost: cached listings are answered inside CORS and the request-id middleware.
     app.add_middleware(CachedListingMiddleware)
     if settings.CORS_ORIGINS:

@@ -1,0 +1,86 @@
+"""The web app's pages: server-rendered shells that the ES modules in ``static/js`` fill
+from the JSON API (the pages are the API's first client; no page reads the database).
+
+Every page ``X.html`` extends ``templates/base.html`` and loads ``static/js/shell.js``
+(nav, session, live offers) and its own module ``static/js/pages/X.js``. No inline script
+or style anywhere: the Content-Security-Policy allows only files from this origin.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+_HERE = Path(__file__).parent
+STATIC_DIR = _HERE / "static"
+TEMPLATES = Jinja2Templates(directory=_HERE / "templates")
+
+router = APIRouter(include_in_schema=False)
+
+SeatId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+
+
+def _page(request: Request, template: str, title: str, **context: Any) -> HTMLResponse:
+    module = template.removesuffix(".html")
+    return TEMPLATES.TemplateResponse(
+        request, template, {"title": title, "module": module, **context}
+    )
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    """The branches: readable without signing in; the nav offers Sign in."""
+    return RedirectResponse("/app/branches", status_code=303)
+
+
+@router.get("/app/signin", response_class=HTMLResponse)
+async def signin_page(request: Request) -> HTMLResponse:
+    return _page(request, "signin.html", "Sign in")
+
+
+@router.get("/app/register", response_class=HTMLResponse)
+async def register_page(request: Request) -> HTMLResponse:
+    return _page(request, "register.html", "Create an account")
+
+
+@router.get("/app/branches", response_class=HTMLResponse)
+async def branches_page(request: Request) -> HTMLResponse:
+    return _page(request, "branches.html", "Branches")
+
+
+@router.get("/app/branches/{name}", response_class=HTMLResponse)
+async def seat_map_page(request: Request, name: str) -> HTMLResponse:
+    return _page(request, "seatmap.html", name, branch=name)
+
+
+@router.get("/app/reservations", response_class=HTMLResponse)
+async def reservations_page(request: Request) -> HTMLResponse:
+    return _page(request, "reservations.html", "My reservations")
+
+
+@router.get("/app/waitlist", response_class=HTMLResponse)
+async def waitlist_page(request: Request) -> HTMLResponse:
+    return _page(request, "waitlist.html", "Waitlist")
+
+
+@router.get("/app/notifications", response_class=HTMLResponse)
+async def notifications_page(request: Request) -> HTMLResponse:
+    return _page(request, "notifications.html", "Notifications")
+
+
+@router.get("/s/{seat_id}", response_class=HTMLResponse)
+async def seat_code_page(
+    request: Request, seat_id: SeatId, k: Annotated[str, Query(max_length=64)] = ""
+) -> HTMLResponse:
+    """A seat's printed code, opened from a phone camera: the page posts the scan."""
+    return _page(request, "scan.html", "Seat check-in", seat_id=seat_id, k=k)
+
+
+def install(app: FastAPI) -> None:
+    """The pages and ``/static`` (files of this package: works from a wheel too)."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,2 @@
+import { me, requireSignIn } from "/static/js/api.js";
+if (!(await me())) requireSignIn();

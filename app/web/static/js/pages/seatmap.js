@@ -1,0 +1,1 @@
+// seatmap: see below
