@@ -27,6 +27,7 @@ from app.metrics import MetricsMiddleware
 from app.middleware import JSONCORSMiddleware, RequestContextMiddleware
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
+from app.realtime.clock_ticker import ClockTicker
 from app.realtime.publisher import Publisher
 from app.routers import admin, auth, health, notifications, reservations, seats, streams, waitlist
 from app.security import PasswordHasher
@@ -141,6 +142,10 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
     await broker.start()
     stack.push_async_callback(broker.stop)
     publisher = Publisher(cache, broker)
+    # On every instance, scheduler or not: it tells this process's seat streams.
+    ticker = ClockTicker(pool, broker.hub, clock)
+    ticker.start()
+    stack.push_async_callback(ticker.stop)
 
     stack.callback(metrics.watch(pool, broker.hub))
 

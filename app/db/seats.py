@@ -19,13 +19,19 @@ from app.realtime.events import SeatState
 
 _ACTIVE = statuses.active("r")
 
-# $1: the tstzrange availability is asked for.
-_SEAT_AVAILABLE = f"""
+
+def _available_during(param: str) -> str:
+    """Seat ``s`` is free for the whole tstzrange parameter ``param``."""
+    return f"""
     s.status = 'ACTIVE' AND NOT EXISTS (
         SELECT 1 FROM reservations r
         WHERE r.seat_id = s.id AND {_ACTIVE}
-          AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)
+          AND tstzrange(r.start_time, r.end_time, '[)') && {param}::tstzrange)
 """
+
+
+# $1: the tstzrange availability is asked for.
+_SEAT_AVAILABLE = _available_during("$1")
 
 # The seats taken during $1, found once through reservations_active_range_idx.
 _BUSY_SEATS = f"""
@@ -200,6 +206,31 @@ _BRANCH_ID = "SELECT id FROM branches WHERE name = $1"
 async def seat_states(conn: Connection, seat_ids: list[int], now: datetime) -> list[SeatState]:
     """Each seat's availability at ``now``, for ``seat.availability`` events."""
     rows = await conn.fetch(_STATES, point(now), seat_ids)
+    return [SeatState(**dict(row)) for row in rows]
+
+
+# The seats whose availability at $2 differs from that at $1 ($1, $2: points; $3 < $4 the
+# same instants): only a reservation starting or ending in ($3, $4] can make it differ,
+# and the two boundary indexes (reservations_active_start_idx, _end_idx) find those.
+_CHANGED_BY_CLOCK = f"""
+    WITH moved AS (
+        SELECT r.seat_id FROM reservations r
+        WHERE {_ACTIVE} AND r.start_time > $3 AND r.start_time <= $4
+        UNION
+        SELECT r.seat_id FROM reservations r
+        WHERE {_ACTIVE} AND r.end_time > $3 AND r.end_time <= $4
+    )
+    SELECT s.id AS seat_id, b.name AS branch, s.status, {_available_during("$2")} AS available
+    FROM moved JOIN seats s ON s.id = moved.seat_id JOIN branches b ON b.id = s.branch_id
+    WHERE ({_available_during("$1")}) <> ({_available_during("$2")})
+    ORDER BY s.id
+"""
+
+
+async def changed_by_clock(conn: Connection, since: datetime, now: datetime) -> list[SeatState]:
+    """The seats whose present availability at ``now`` differs from that at ``since``
+    (earlier) because a reservation started or ended in between, with their state at ``now``."""
+    rows = await conn.fetch(_CHANGED_BY_CLOCK, point(since), point(now), since, now)
     return [SeatState(**dict(row)) for row in rows]
 
 

@@ -10,7 +10,7 @@ client that falls behind is marked ``lagging`` and catches up from PostgreSQL.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.models import Notification
-from app.realtime.events import Changes
+from app.realtime.events import Changes, SeatState
 from app.timeutil import iso_z
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ CHANNEL_PREFIX = "dlsms:events:v1"
 QUEUE_SIZE = 256
 _RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
-# A message is {"kind": "notification", "user_id": int, "notification": {...}}
-# or {"kind": "seat", "branch": str, "seat": {...}}.
+# A message is {"kind": "notification", "user_id": int, "notification": {...}},
+# {"kind": "seat", "branch": str, "seat": {...}} or {"kind": "clock"} (a reservation now
+# starts or ends soon: app/realtime/clock_ticker.py looks again).
 Message = dict[str, Any]
 
 
@@ -51,6 +52,10 @@ class Hub:
     def __init__(self) -> None:
         self._users: dict[int, set[Subscription]] = {}
         self._branches: dict[str | None, set[Subscription]] = {}  # None: every branch
+        # Set while a seat stream is open in this process (app/realtime/clock_ticker.py
+        # queries nothing while nobody listens).
+        self.seats_watched = asyncio.Event()
+        self._write_listeners: list[Callable[[Message], None]] = []
 
     @property
     def subscriber_count(self) -> int:
@@ -70,13 +75,29 @@ class Hub:
     def user(self, user_id: int) -> contextlib.AbstractContextManager[Subscription]:
         return self._subscribed(self._users, user_id)
 
-    def branch(self, branch: str | None) -> contextlib.AbstractContextManager[Subscription]:
-        return self._subscribed(self._branches, branch)
+    @contextlib.contextmanager
+    def branch(self, branch: str | None) -> Iterator[Subscription]:
+        self.seats_watched.set()
+        try:
+            with self._subscribed(self._branches, branch) as subscription:
+                yield subscription
+        finally:
+            if not self._branches:
+                self.seats_watched.clear()
 
-    def dispatch(self, message: Message) -> None:
-        if message.get("kind") == "notification":
+    def on_write(self, listener: Callable[[Message], None]) -> None:
+        """Call ``listener`` with every seat or clock message a write published (on any
+        instance); not with the clock ticker's own seat messages."""
+        self._write_listeners.append(listener)
+
+    def dispatch(self, message: Message, *, by_clock: bool = False) -> None:
+        kind = message.get("kind")
+        if kind in ("seat", "clock") and not by_clock:
+            for listener in self._write_listeners:
+                listener(message)
+        if kind == "notification":
             targets = self._users.get(message["user_id"], set())
-        elif message.get("kind") == "seat":
+        elif kind == "seat":
             targets = self._branches.get(message["branch"], set()) | self._branches.get(None, set())
         else:
             return
@@ -89,10 +110,14 @@ def messages(changes: Changes) -> list[Message]:
         {"kind": "notification", "user_id": n.user_id, "notification": notification_json(n)}
         for n in changes.notifications
     ]
-    found += [
-        {"kind": "seat", "branch": s.branch, "seat": s.as_json()} for s in changes.seat_states
-    ]
+    found += [seat_message(s) for s in changes.seat_states]
+    if changes.boundary_soon:
+        found.append({"kind": "clock"})
     return found
+
+
+def seat_message(state: SeatState) -> Message:
+    return {"kind": "seat", "branch": state.branch, "seat": state.as_json()}
 
 
 def notification_json(n: Notification) -> dict[str, Any]:

@@ -59,7 +59,9 @@ async def stream_seats(
     branch: Annotated[Name | None, Query(description="Only this branch's seats")] = None,
 ) -> EventSourceResponse:
     """`seat.availability` events `{seat_id, branch, available, status}` whenever a seat's
-    present availability changes, for live seat maps (public)."""
+    present availability changes, for live seat maps (public): after a booking, cancel,
+    check-out, expired offer or staff change, and by the clock alone, the moment a
+    reservation starts or ends. No replay: re-read the listing on (re)connect."""
     shutdown = anyio.Event()
     events = sse.seat_events(broker, settings, branch=branch, shutdown=shutdown)
     return _stream(events, settings, shutdown)

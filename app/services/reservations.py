@@ -139,6 +139,7 @@ def booked(changes: Changes, reservation: Reservation, *, now: datetime) -> None
     """What a new booking changed (no query: a booked seat is ACTIVE and, if the booking
     covers ``now``, taken)."""
     changes.branches.add(reservation.branch)
+    changes.boundaries(reservation.start_time, reservation.end_time, now=now)
     if reservation.start_time <= now < reservation.end_time:
         changes.seat_states.append(
             SeatState(reservation.seat_id, reservation.branch, available=False, status="ACTIVE")
