@@ -1,11 +1,14 @@
 """All configuration, from environment variables (names as in the contract)."""
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -13,6 +16,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -22,7 +26,11 @@ Environment = Literal["development", "test", "production"]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-_SECRET_FIELDS = frozenset({"JWT_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"})
+_SECRET_FIELDS = frozenset(
+    {"JWT_SECRET", "SEAT_CODE_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"}
+)
+# What the default SEAT_CODE_SECRET is derived with from JWT_SECRET (HMAC-SHA256).
+_SEAT_CODE_DERIVATION = b"dlsms seat codes"
 
 
 class Settings(BaseSettings):
@@ -48,6 +56,12 @@ class Settings(BaseSettings):
     # uvicorn's --forwarded-allow-ips: IPs and CIDR networks, comma-separated, or "*".
     # Everyone else is taken at their socket's address; empty trusts no proxy.
     FORWARDED_ALLOW_IPS: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
+
+    # Seat codes (POST /seats/{id}/scan). Unset secret: derived from JWT_SECRET, so the
+    # printed codes stay valid as long as it does. Unset URL: the address each request
+    # came in on (scheme from a trusted proxy's X-Forwarded-Proto, host from Host).
+    SEAT_CODE_SECRET: SecretStr | None = None
+    PUBLIC_URL: str | None = None
 
     # Booking rules (durations accept decimals so tests can run a life cycle in seconds)
     GRACE_MINUTES: float = Field(15, ge=0)
@@ -119,6 +133,34 @@ class Settings(BaseSettings):
                 _check_ip_or_network(host)
         return hosts
 
+    @field_validator("SEAT_CODE_SECRET")
+    @classmethod
+    def _seat_code_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if len(secret.encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        jwt = info.data.get("JWT_SECRET")
+        if isinstance(jwt, SecretStr) and hmac.compare_digest(
+            jwt.get_secret_value().encode(), secret.encode()
+        ):
+            # One key, one purpose: a leaked sheet of codes must not help forge tokens.
+            raise ValueError("must differ from JWT_SECRET")
+        return value
+
+    @field_validator("PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must have no query, fragment or credentials")
+        return value.rstrip("/")
+
     @field_validator("DEMO_TIMEZONE")
     @classmethod
     def _iana_timezone(cls, value: str) -> str:
@@ -189,6 +231,15 @@ class Settings(BaseSettings):
     def jwt_secret(self) -> str:
         assert self.JWT_SECRET is not None  # filled in by _resolve_environment
         return self.JWT_SECRET.get_secret_value()
+
+    @property
+    def seat_code_secret(self) -> bytes:
+        """The key of the seat codes, UTF-8: SEAT_CODE_SECRET, else the hex digest of
+        HMAC-SHA256(JWT_SECRET, "dlsms seat codes") (never JWT_SECRET itself)."""
+        if self.SEAT_CODE_SECRET is not None:
+            return self.SEAT_CODE_SECRET.get_secret_value().encode()
+        derived = hmac.new(self.jwt_secret.encode(), _SEAT_CODE_DERIVATION, hashlib.sha256)
+        return derived.hexdigest().encode()
 
 
 def is_iana_timezone(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.deps import AdminUser, Conn, Now, PathId, PublisherDep, SettingsDep
 from app.errors import (
@@ -27,8 +27,10 @@ from app.schemas.admin import (
     StatsQuery,
 )
 from app.schemas.reservations import ReservationList, ReservationOut
+from app.schemas.seat_codes import SeatCodeList, SeatCodeOut
 from app.schemas.seats import Page, SeatOut
 from app.services import admin as admin_service
+from app.services import seat_codes as seat_codes_service
 
 router = APIRouter(
     prefix="/admin",
@@ -83,6 +85,54 @@ async def update_seat(
     return await admin_service.update_seat(
         conn, publisher, settings, actor=admin, seat_id=seat_id, patch=body, now=now
     )
+
+
+@router.get(
+    "/seats/{seat_id}/code", response_model=SeatCodeOut, responses=error_responses(NotFound)
+)
+async def get_seat_code(
+    seat_id: PathId, request: Request, admin: AdminUser, conn: Conn, settings: SettingsDep
+) -> SeatCodeOut:
+    """The seat's code `k` and the URL its QR code holds, `{PUBLIC_URL}/s/{id}?k={k}`."""
+    base = seat_codes_service.public_base(settings, str(request.base_url))
+    return await seat_codes_service.seat_code(conn, settings, seat_id=seat_id, base=base)
+
+
+@router.get(
+    "/seats/{seat_id}/qr.svg",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The QR code as SVG"},
+        **error_responses(NotFound),
+    },
+)
+async def get_seat_qr(
+    seat_id: PathId, request: Request, admin: AdminUser, conn: Conn, settings: SettingsDep
+) -> Response:
+    """The QR code of the seat's URL (as in `/admin/seats/{id}/code`), an SVG image."""
+    base = seat_codes_service.public_base(settings, str(request.base_url))
+    svg = await seat_codes_service.seat_qr_svg(conn, settings, seat_id=seat_id, base=base)
+    # Staff only: kept by the browser for a printing session, never by a shared cache.
+    return Response(
+        svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
+@router.get(
+    "/branches/{name}/codes", response_model=SeatCodeList, responses=error_responses(NotFound)
+)
+async def list_branch_seat_codes(
+    name: Annotated[str, Path(min_length=1, max_length=200, description="Branch name")],
+    page: Annotated[Page, Query()],
+    request: Request,
+    admin: AdminUser,
+    conn: Conn,
+    settings: SettingsDep,
+) -> SeatCodeList:
+    """Extension (for the printable code sheet): every seat of the branch, any status, by
+    area and label, with its code and URL (`/admin/seats/{id}/qr.svg` draws each one)."""
+    base = seat_codes_service.public_base(settings, str(request.base_url))
+    return await seat_codes_service.branch_codes(conn, settings, branch=name, page=page, base=base)
 
 
 @router.get(

@@ -2,11 +2,23 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
-from app.deps import CacheDep, Conn, Now, PathId, PoolDep
-from app.errors import InvalidInterval, NotFound, error_responses
+from app.deps import CacheDep, Conn, CurrentUser, Now, PathId, PoolDep, PublisherDep, SettingsDep
+from app.errors import (
+    InvalidInterval,
+    InvalidState,
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    SeatConflict,
+    SeatUnavailable,
+    Suspended,
+    UserOverlap,
+    error_responses,
+)
 from app.fastpath import request_slot
+from app.schemas.seat_codes import ScanConflictBody, ScanIn, ScanOut
 from app.schemas.seats import (
     AvailabilityOut,
     BranchOut,
@@ -16,6 +28,7 @@ from app.schemas.seats import (
     SeatList,
     SeatQuery,
 )
+from app.services import seat_codes as seat_codes_service
 from app.services import seats as seats_service
 
 router = APIRouter(tags=["seats"])
@@ -52,6 +65,55 @@ async def get_seat_availability(
     return await seats_service.availability(
         conn, seat_id, query.start_time, query.end_time, now=now
     )
+
+
+_SCAN_ERRORS = error_responses(
+    NotAuthenticated,
+    InvalidToken,
+    Suspended,
+    NotFound,
+    SeatConflict,
+    UserOverlap,
+    SeatUnavailable,
+    InvalidState,
+)
+_SCAN_ERRORS[409]["model"] = ScanConflictBody
+
+
+@router.post(
+    "/seats/{seat_id}/scan",
+    response_model=ScanOut,
+    responses={
+        201: {"model": ScanOut, "description": "`walk_in`: booked from now and checked in"},
+        **_SCAN_ERRORS,
+    },
+)
+async def scan_seat_code(
+    seat_id: PathId,
+    response: Response,
+    user: CurrentUser,
+    conn: Conn,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    now: Now,
+    body: Annotated[ScanIn | None, Body()] = None,
+) -> ScanOut:
+    """Scan the seat's code: check in to one's reservation of it (200 `checked_in`), or book
+    the free seat from now and check in at once (201 `walk_in`: until the earliest of now +
+    MAX_RESERVATION_HOURS and the seat's next reservation; every booking rule applies), or
+    409 `seat_conflict` with `free_at`. A wrong or missing `k` is 404, like an unknown seat."""
+    scanned = await seat_codes_service.scan(
+        conn,
+        publisher,
+        settings,
+        user=user,
+        seat_id=seat_id,
+        k=body.k if body else None,
+        now=now,
+    )
+    if scanned.action == "walk_in":
+        response.status_code = 201
+    return ScanOut(action=scanned.action, reservation=scanned.reservation)
 
 
 @router.get("/branches", response_model=list[BranchOut])
