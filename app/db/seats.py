@@ -33,11 +33,27 @@ def _available_during(param: str) -> str:
 # $1: the tstzrange availability is asked for.
 _SEAT_AVAILABLE = _available_during("$1")
 
-# The seats taken during $1, found once through reservations_active_range_idx.
+# What an active reservation makes of a seat, strongest first when several overlap the
+# asked time: a checked-in one (occupied) over a confirmed one (booked) over an offer (held).
+_RANK = "max(CASE r.status WHEN 'CHECKED_IN' THEN 3 WHEN 'CONFIRMED' THEN 2 ELSE 1 END)"
+_RANK_WORD = "CASE {rank} WHEN 3 THEN 'occupied' WHEN 2 THEN 'booked' WHEN 1 THEN 'held' END"
+
+
+def _state(taken: str) -> str:
+    """The seat's state word for the web app's map: its status when not ACTIVE, else what
+    ``taken`` (a rank subquery, NULL when nothing active overlaps) makes of it."""
+    return f"""
+    CASE s.status WHEN 'MAINTENANCE' THEN 'maintenance' WHEN 'CLOSED' THEN 'closed'
+         ELSE coalesce({_RANK_WORD.format(rank=taken)}, 'free') END
+"""
+
+
+# The seats taken during $1 and how, found once through reservations_active_range_idx.
 _BUSY_SEATS = f"""
     busy AS MATERIALIZED (
-        SELECT DISTINCT r.seat_id FROM reservations r
-        WHERE {_ACTIVE} AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)
+        SELECT r.seat_id, {_RANK} AS rank FROM reservations r
+        WHERE {_ACTIVE} AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange
+        GROUP BY r.seat_id)
 """
 _FILTERS = """
     ($2::text IS NULL OR b.name = $2)
@@ -53,7 +69,8 @@ _AVAILABLE_IN_BUSY = (
 _LIST = f"""
     WITH {_BUSY_SEATS}, matching AS (
         SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
-               {_AVAILABLE_IN_BUSY} AS available
+               {_AVAILABLE_IN_BUSY} AS available,
+               {_state("(SELECT busy.rank FROM busy WHERE busy.seat_id = s.id)")} AS state
         FROM seats s JOIN branches b ON b.id = s.branch_id
         WHERE {_FILTERS}
     )
@@ -70,7 +87,8 @@ _LIST_JSON = f"""
     SELECT json_build_object(
         'items', coalesce(json_agg(json_build_object(
             'id', id, 'branch', branch, 'area', area, 'label', label, 'has_power', has_power,
-            'has_monitor', has_monitor, 'status', status, 'available', available) ORDER BY id),
+            'has_monitor', has_monitor, 'status', status, 'available', available,
+            'state', state) ORDER BY id),
             '[]'::json),
         'total', coalesce(max(total), 0))::text
     FROM page
@@ -82,9 +100,14 @@ _COUNT = f"""
     WHERE {_FILTERS} AND (NOT $7::boolean OR {_AVAILABLE_IN_BUSY})
 """
 
+_TAKEN_DURING = f"""(
+    SELECT {_RANK} FROM reservations r
+    WHERE r.seat_id = s.id AND {_ACTIVE}
+      AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange)"""
+
 _GET = f"""
     SELECT s.id, b.name AS branch, b.timezone, s.area, s.label, s.has_power, s.has_monitor,
-           s.status, {_SEAT_AVAILABLE} AS available
+           s.status, {_SEAT_AVAILABLE} AS available, {_state(_TAKEN_DURING)} AS state
     FROM seats s JOIN branches b ON b.id = s.branch_id
     WHERE s.id = $2
 """

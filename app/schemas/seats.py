@@ -1,5 +1,7 @@
 """Seats and branches: queries and responses."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from app.models import SeatStatus
@@ -58,12 +60,24 @@ class SeatOut(BaseModel):
     )
 
 
+SeatStateWord = Literal["free", "held", "booked", "occupied", "maintenance", "closed"]
+
+
+class ListedSeatOut(SeatOut):
+    state: SeatStateWord = Field(
+        description="The seat for the asked interval (or now), in the web app's words: "
+        "`maintenance` or `closed` (its status), else `occupied` (a CHECKED_IN reservation), "
+        "`booked` (CONFIRMED), `held` (a HELD waitlist offer), `free` (nothing active); when "
+        "several reservations overlap the interval, the first of these that applies"
+    )
+
+
 class SeatList(BaseModel):
-    items: list[SeatOut]
+    items: list[ListedSeatOut]
     total: int
 
 
-class SeatDetailOut(SeatOut):
+class SeatDetailOut(ListedSeatOut):
     busy: list[Interval] = Field(description="Booked intervals overlapping the day (no identities)")
 
 

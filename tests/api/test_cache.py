@@ -31,7 +31,7 @@ from tests.factories import FrozenClock, add_branch, add_seat, add_user, iso
 
 NOW = at(9, 30)
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
-KEY_PREFIX = "dlsms:seats:v1:"
+KEY_PREFIX = "dlsms:seats:v2:"
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,7 @@ async def test_booking_marks_the_seat_busy_in_the_next_cached_interval_listing(
         "has_monitor": False,
         "status": "ACTIVE",
         "available": True,
+        "state": "free",
     }
 
     await reserve(cached, library, library.m1, at(10, 30), at(11, 30))

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from app.schemas.seats import BranchOut, SeatList, SeatOut
+from app.schemas.seats import BranchOut, ListedSeatOut, SeatList
 from tests.conftest import ClientFactory
-from tests.factories import FrozenClock, add_branch, add_reservation, add_seat, add_user
+from tests.factories import FrozenClock, add_branch, add_reservation, add_seat, add_user, iso
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -68,7 +68,7 @@ async def test_seat_listing_bytes_follow_the_seat_list_schema(
     assert set(body) == field_names(SeatList)
     assert isinstance(body["total"], int)
     for item in body["items"]:
-        assert_follows(SeatOut, item)
+        assert_follows(ListedSeatOut, item)
     # And the schema reads them back to the same document.
     assert SeatList.model_validate_json(response.content).model_dump(mode="json") == body
 
@@ -86,10 +86,61 @@ async def test_seat_listing_reports_each_field_as_the_schema_means_it(
         "has_monitor": True,
         "status": "ACTIVE",
         "available": False,
+        "state": "booked",
     }
     assert items["A2"]["available"] is True
+    assert items["A2"]["state"] == "free"
     assert items["S1"]["status"] == "MAINTENANCE"
     assert items["S1"]["available"] is False
+    assert items["S1"]["state"] == "maintenance"
+
+
+async def test_seat_state_words_tell_held_booked_occupied_and_closed_apart(
+    db: asyncpg.Connection, make_client: ClientFactory
+) -> None:
+    branch = await add_branch(db, "Main")
+    student = await add_user(db, "S0000001")
+    other = await add_user(db, "S0000002")
+    third = await add_user(db, "S0000003")
+    seats = {
+        label: await add_seat(db, branch, label, status=status)
+        for label, status in [("H", "ACTIVE"), ("B", "ACTIVE"), ("O", "ACTIVE"), ("C", "CLOSED")]
+    }
+    now_start, now_end = NOW - timedelta(minutes=30), NOW + timedelta(hours=1)
+    await add_reservation(
+        db,
+        user_id=student,
+        seat_id=seats["H"],
+        status="HELD",
+        start=now_start,
+        end=now_end,
+        offer_expires_at=NOW + timedelta(minutes=5),
+    )
+    await add_reservation(db, user_id=other, seat_id=seats["B"], start=now_start, end=now_end)
+    later_start, later_end = NOW + timedelta(hours=2), NOW + timedelta(hours=3)
+    await add_reservation(db, user_id=student, seat_id=seats["O"], start=later_start, end=later_end)
+    await add_reservation(
+        db, user_id=third, seat_id=seats["O"], status="CHECKED_IN", start=now_start, end=now_end
+    )
+    client = await make_client(clock=FrozenClock(NOW))
+
+    now = {i["label"]: i["state"] for i in (await client.get("/seats")).json()["items"]}
+    assert now == {"H": "held", "B": "booked", "O": "occupied", "C": "closed"}
+    # For an interval: the strongest reservation overlapping it decides.
+    span = {"start_time": iso(NOW), "end_time": iso(NOW + timedelta(hours=3))}
+    during = {
+        i["label"]: i["state"] for i in (await client.get("/seats", params=span)).json()["items"]
+    }
+    assert during == {"H": "held", "B": "booked", "O": "occupied", "C": "closed"}
+    later_span = {"start_time": iso(later_start), "end_time": iso(later_end)}
+    later_states = {
+        i["label"]: i["state"]
+        for i in (await client.get("/seats", params=later_span)).json()["items"]
+    }
+    assert later_states == {"H": "free", "B": "free", "O": "booked", "C": "closed"}
+    # One seat's day answers the same word.
+    detail = (await client.get(f"/seats/{seats['O']}")).json()
+    assert detail["state"] == "occupied"
 
 
 async def test_branch_listing_bytes_follow_the_branch_schema(listing: httpx.AsyncClient) -> None:

@@ -79,6 +79,7 @@ async def test_list_seats_returns_contract_fields_and_total(
         "has_monitor",
         "status",
         "available",
+        "state",
     }
     assert body["items"][0]["branch"] == "Main"
 
