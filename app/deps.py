@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from app import sessions
 from app.cache import SeatCache
 from app.db.pool import Connection, Pool, connection
 from app.errors import Forbidden, NotAuthenticated
@@ -64,22 +65,32 @@ async def _now(request: Request) -> datetime:
 
 
 async def _current_user(
+    request: Request,
     token: Annotated[str | None, Depends(_bearer)],
     settings: Annotated[Settings, Depends(_settings)],
 ) -> TokenUser:
-    if not token:
+    """The Bearer token's user, else the session cookie's; a write that the cookie alone
+    authenticates must carry the CSRF header (app/sessions.py)."""
+    if token:  # the header wins over a cookie sent along
+        return decode_token(token, secret=settings.jwt_secret).user
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    if not cookie:
         raise NotAuthenticated()
-    return decode_token(token, secret=settings.jwt_secret).user
+    user = decode_token(cookie, secret=settings.jwt_secret).user
+    sessions.check_csrf(request)
+    return user
 
 
 async def _stream_user(
+    request: Request,
     token: Annotated[str | None, Depends(_bearer)],
     settings: Annotated[Settings, Depends(_settings)],
     access_token: Annotated[
         str | None, Query(max_length=4096, description="The JWT, for browsers' EventSource")
     ] = None,
 ) -> TokenUser:
-    token = token or access_token
+    # Streams are GETs: the session cookie needs no CSRF header here.
+    token = token or access_token or request.cookies.get(sessions.SESSION_COOKIE)
     if not token:
         raise NotAuthenticated()
     return decode_token(token, secret=settings.jwt_secret).user

@@ -69,6 +69,14 @@ class Forbidden(DomainError):
     status_code, code, default_detail = 403, "forbidden", "Your role does not allow this"
 
 
+class CsrfFailed(DomainError):
+    """A write authenticated by the session cookie alone, without the matching
+    ``X-CSRF-Token`` header (api.md, Browser sessions)."""
+
+    status_code, code = 403, "csrf_failed"
+    default_detail = "Missing or wrong X-CSRF-Token header (it must equal the dlsms_csrf cookie)"
+
+
 class Suspended(DomainError):
     status_code, code, default_detail = (
         403,
@@ -287,11 +295,15 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+def validation_issues(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 ``detail`` without ``input`` and ``ctx``: echoing the input would send
+    a refused password back, and cannot be done at all for NaN or a lone surrogate."""
+    return [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    # FastAPI's shape without `input` and `ctx`: echoing the input would send a refused
-    # password back, and cannot be done at all for NaN or a lone surrogate.
     assert isinstance(exc, RequestValidationError)
-    issues = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    issues = validation_issues(exc)
     if issues and all(issue["type"] == InvalidInterval.code for issue in issues):
         # The schemas' "end after start" rule (app/schemas/common.py): the contract's
         # 422 `invalid_interval`, when nothing else in the request is malformed.

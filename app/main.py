@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import apidocs, metrics
+from app import apidocs, metrics, sessions
 from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
 from app.clock import Clock, SystemClock
@@ -31,6 +31,7 @@ from app.realtime.clock_ticker import ClockTicker
 from app.realtime.publisher import Publisher
 from app.routers import admin, auth, health, notifications, reservations, seats, streams, waitlist
 from app.security import PasswordHasher
+from app.securityheaders import SecurityHeadersMiddleware
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
 from app.web import routes as web
@@ -86,17 +87,25 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             allow_credentials=False,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "Idempotent-Replayed",
+                "Content-Disposition",
+            ],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    # Outside the request context: its JSON 500s and 503s carry the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: the login limits (and everything else) see the client behind a trusted
     # proxy, never the proxy. Here rather than in the server, so that `dlsms serve` (which
     # turns uvicorn's own off) and plain uvicorn agree; plain uvicorn runs the same
     # middleware first, from the same FORWARDED_ALLOW_IPS, and this second pass then
     # arrives at the same client again.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.FORWARDED_ALLOW_IPS)
+    sessions.document_csrf(app)
     return app
 
 

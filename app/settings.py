@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Failed logins per minute, per student_id and per client address.
     LOGIN_RATE_LIMIT: int = Field(10, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    # Session cookies (POST /auth/session) marked Secure even over plain HTTP: for a TLS
+    # proxy that does not send X-Forwarded-Proto. Over HTTPS they are Secure anyway.
+    COOKIE_SECURE: bool = False
     # Peers trusted to set the client address and scheme (X-Forwarded-For/-Proto), as
     # uvicorn's --forwarded-allow-ips: IPs and CIDR networks, comma-separated, or "*".
     # Everyone else is taken at their socket's address; empty trusts no proxy.

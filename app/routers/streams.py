@@ -36,9 +36,10 @@ async def stream_notifications(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Your notifications as they happen: `id:` notification id, `event:` its type,
-    `data:` the notification. Token in the `Authorization` header or `?access_token=`
-    (browsers' EventSource cannot set headers). Reconnect with `Last-Event-ID` to get
-    what was missed. A heartbeat comment comes at least every 15 s."""
+    `data:` the notification. Token in the `Authorization` header, the `dlsms_session`
+    cookie (`POST /auth/session`) or `?access_token=` (EventSource cannot set headers).
+    Reconnect with `Last-Event-ID` to get what was missed. A heartbeat comment comes at
+    least every 15 s."""
     resume_after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     shutdown = anyio.Event()
     events = sse.notification_events(

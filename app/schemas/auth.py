@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from app.errors import ErrorBody, ValidationErrorBody
 from app.models import Role
 from app.schemas.common import Label, Name, NewPassword, Password, UtcDatetime
 
@@ -66,3 +67,17 @@ class VerifyOut(BaseModel):
     student_id: str
     role: Role
     expires_at: UtcDatetime
+
+
+class OAuth2ErrorBody(ErrorBody):
+    """A refused ``/auth/token``: ours, plus RFC 6749's error fields."""
+
+    error: Literal["invalid_grant", "invalid_request"]
+    error_description: str
+
+
+class OAuth2ValidationErrorBody(ValidationErrorBody):
+    """A malformed ``/auth/token`` form: FastAPI's shape, plus RFC 6749's error fields."""
+
+    error: Literal["invalid_request"]
+    error_description: str

@@ -100,6 +100,7 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     # Outside compose the `app` host does not resolve; everything else is checked as is.
     server_block = server_block.replace("server app:8000", "server 127.0.0.1:8000")
     server_block = server_block.replace("listen 80;", "listen 127.0.0.1:18080;")
+    server_block = server_block.replace("/var/log/nginx/access.log", f"{tmp_path}/access.log")
     (tmp_path / "logs").mkdir()
     main = tmp_path / "nginx.conf"
     main.write_text(
@@ -114,3 +115,14 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
+
+
+def test_nginx_access_log_writes_paths_without_query_strings() -> None:
+    # A stream token in ?access_token= (api.md, Conventions) must not reach the log.
+    conf = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    log_format = re.search(r"log_format\s+dlsms\s+(.*?);", conf, re.DOTALL)
+    assert log_format is not None
+    variables = set(re.findall(r"\$(\w+)", log_format.group(1)))
+    assert "uri" in variables
+    assert not variables & {"request", "request_uri", "args", "query_string", "http_referer"}
+    assert re.search(r"^\s*access_log\s+\S+\s+dlsms;", conf, re.MULTILINE)
