@@ -18,16 +18,19 @@ import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from tests.conftest import REPO_ROOT
-from tests.factories import add_branch, add_seat, register
+from tests.factories import add_branch, add_seat, bearer, login, register
 from tests.realtime.servers import Server, Servers
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -88,6 +91,19 @@ async def browser(playwright_session: Playwright, chromium_path: Path) -> AsyncI
     await browser.close()
 
 
+@dataclass(frozen=True)
+class Person:
+    """A registered student: user id, student_id, and an API token (for arranging)."""
+
+    id: int
+    student_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token)
+
+
 @dataclass
 class Web:
     """The test's handle on the server and the browser."""
@@ -120,25 +136,41 @@ class Web:
         page.on("pageerror", lambda e: self.problems.append(f"{page.url}: page error {e}"))
         return page
 
-    async def student(self, student_id: str, name: str = "Test Student") -> str:
-        """Register a student through the API (real password); returns the student_id."""
-        await register(self.api, student_id, PASSWORD, name=name)
-        return student_id
+    async def student(self, student_id: str, name: str = "Test Student") -> Person:
+        """Register a student through the API (real password) and log them in there too."""
+        user = await register(self.api, student_id, PASSWORD, name=name)
+        return Person(user["id"], student_id, await login(self.api, student_id, PASSWORD))
 
-    async def sign_in(self, page: Page, student_id: str, next_path: str = "") -> None:
+    async def sign_in(self, page: Page, person: Person, next_path: str = "") -> None:
         """Sign in through the page, as a person would; waits for the page it leads to."""
-        target = f"/app/signin?next={next_path}" if next_path else "/app/signin"
+        target = f"/app/signin?next={quote(next_path)}" if next_path else "/app/signin"
         await page.goto(target)
-        await page.get_by_label("Student ID").fill(student_id)
+        await page.get_by_label("Student ID").fill(person.student_id)
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Sign in").click()
         await page.wait_for_url(re.compile(r"^(?!.*/app/signin).*$"))
         await page.get_by_role("button", name="Sign out").wait_for()
 
-    async def signed_in_page(self, student_id: str, viewport: str = "phone") -> Page:
+    async def signed_in_page(self, person: Person, viewport: str = "phone") -> Page:
         page = await self.page(viewport)
-        await self.sign_in(page, student_id)
+        await self.sign_in(page, person)
         return page
+
+    async def axe_violations(self, page: Page) -> list[str]:
+        """axe-core (bundled with axe-playwright-python, run offline): the serious and
+        critical WCAG 2.1 A/AA violations on the page as it is now."""
+        results = await Axe().run(
+            page,
+            options={
+                "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+                "resultTypes": ["violations"],
+            },
+        )
+        return [
+            f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
 
     async def shot(self, page: Page, name: str) -> Path:
         """A full-page screenshot: artifacts/screenshots/<name>-<width>.png."""
@@ -166,6 +198,11 @@ async def web(db: asyncpg.Connection, web_server: Server, browser: Browser) -> A
         for context in handle.contexts:
             await context.close()
     assert not handle.problems, "\n".join(handle.problems)
+
+
+def minute_now() -> datetime:
+    """The present, to the minute (what the pages default to)."""
+    return datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
