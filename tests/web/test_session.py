@@ -2,6 +2,7 @@
 
 import re
 
+import asyncpg
 from playwright.async_api import expect
 
 from tests.web.conftest import PASSWORD, Library, Web
@@ -67,3 +68,38 @@ async def test_a_page_that_needs_a_session_sends_to_sign_in_and_back(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(re.compile(r"/app/reservations$"))
+
+
+async def test_a_cross_site_form_post_books_nothing(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    """Another site (a page the browser believes comes from http://evil.example) submits
+    a plain form to the API while the student is signed in: refused, nothing written
+    (SameSite=Lax keeps the cookie home; and without X-CSRF-Token it would be 403)."""
+    student = await web.student("S2021001")
+    page = await web.signed_in_page(student)
+    await page.route(
+        "http://evil.example/",
+        lambda route: route.fulfill(
+            body="<!doctype html><title>x</title>", content_type="text/html"
+        ),
+    )
+    await page.goto("http://evil.example/")
+    async with page.expect_response(re.compile(r"/reservations$")) as answer:
+        await page.evaluate(
+            """(target) => {
+                const form = document.createElement("form");
+                form.method = "POST";
+                form.action = target;
+                form.enctype = "text/plain";
+                const field = document.createElement("input");
+                field.name = '{"seat_id": 1, "start_time": "2030-01-01T10:00:00Z", "x": "';
+                field.value = '"}';
+                form.append(field);
+                document.body.append(form);
+                form.submit();
+            }""",
+            f"{web.url}/reservations",
+        )
+    assert (await answer.value).status in (401, 403, 422)
+    assert await db.fetchval("SELECT count(*) FROM reservations") == 0
