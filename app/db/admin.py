@@ -97,6 +97,21 @@ _STATS = """
     ORDER BY b.name
 """
 
+# Reservations starting in [$1, $2) by the hour of their start on the branch's clock; every
+# hour 0..23 of every branch listed, zeros included.
+_STATS_BY_HOUR = """
+    SELECT b.name AS branch, h.hour, count(r.id) AS reservations
+    FROM branches b
+    CROSS JOIN generate_series(0, 23) AS h(hour)
+    LEFT JOIN (reservations r JOIN seats s ON s.id = r.seat_id)
+           ON s.branch_id = b.id
+          AND r.start_time >= $1 AND r.start_time < $2
+          AND extract(hour FROM r.start_time AT TIME ZONE b.timezone) = h.hour
+    WHERE ($3::text IS NULL OR b.name = $3)
+    GROUP BY b.name, h.hour
+    ORDER BY b.name, h.hour
+"""
+
 _INSERT_AUDIT = """
     INSERT INTO audit_log (actor_id, action, entity, entity_id, before, after, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -202,6 +217,18 @@ async def stats(
     conn: Connection, *, start: datetime, end: datetime, branch: str | None
 ) -> list[dict[str, Any]]:
     return [dict(row) for row in await conn.fetch(_STATS, start, end, branch)]
+
+
+async def stats_by_hour(
+    conn: Connection, *, start: datetime, end: datetime, branch: str | None
+) -> dict[str, list[dict[str, int]]]:
+    """Per branch name, 24 ``{hour, reservations}`` rows."""
+    hours: dict[str, list[dict[str, int]]] = {}
+    for row in await conn.fetch(_STATS_BY_HOUR, start, end, branch):
+        hours.setdefault(row["branch"], []).append(
+            {"hour": row["hour"], "reservations": row["reservations"]}
+        )
+    return hours
 
 
 async def audit(

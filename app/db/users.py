@@ -14,6 +14,7 @@ _INSERT = f"""
     RETURNING {_COLUMNS}
 """
 _GET = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
+_GET_BY_STUDENT_ID = f"SELECT {_COLUMNS} FROM users WHERE student_id = $1"
 _GET_WITH_PASSWORD = f"SELECT {_COLUMNS}, password_hash FROM users WHERE student_id = $1"
 
 
@@ -36,6 +37,11 @@ async def insert(
 
 async def get(conn: Connection, user_id: int) -> User | None:
     row = await conn.fetchrow(_GET, user_id)
+    return None if row is None else User.model_validate(dict(row))
+
+
+async def get_by_student_id(conn: Connection, student_id: str) -> User | None:
+    row = await conn.fetchrow(_GET_BY_STUDENT_ID, student_id)
     return None if row is None else User.model_validate(dict(row))
 
 

@@ -25,6 +25,8 @@ from app.schemas.admin import (
     SeatPatch,
     StatsOut,
     StatsQuery,
+    UserBriefOut,
+    UserQuery,
 )
 from app.schemas.reservations import ReservationList, ReservationOut
 from app.schemas.seat_codes import SeatCodeList, SeatCodeOut
@@ -180,6 +182,14 @@ async def usage_statistics(
     """Usage per branch for reservations starting in [start_time, end_time): see each
     field's description for its exact definition."""
     return await admin_service.stats(conn, query)
+
+
+@router.get("/users", response_model=UserBriefOut, responses=error_responses(NotFound))
+async def find_user(
+    query: Annotated[UserQuery, Query()], admin: AdminUser, conn: Conn
+) -> UserBriefOut:
+    """Extension (for the desk): the user holding a student ID, 404 `not_found` if none."""
+    return await admin_service.find_user(conn, query.student_id)
 
 
 @router.get("/audit", response_model=AuditList)

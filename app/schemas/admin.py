@@ -5,7 +5,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.models import ReservationStatus, SeatStatus
+from app.models import ReservationStatus, Role, SeatStatus
 from app.schemas.common import Area, Id, Instant, Label, Name, UtcDatetime, ordered_interval
 from app.schemas.seats import Page
 from app.settings import is_iana_timezone
@@ -80,6 +80,11 @@ class StatsQuery(BaseModel):
     _interval = model_validator(mode="after")(ordered_interval)
 
 
+class HourCount(BaseModel):
+    hour: int = Field(ge=0, le=23, description="Hour of day in the branch's time zone")
+    reservations: int = Field(description="Reservations starting in that hour")
+
+
 class BranchStats(BaseModel):
     branch: str
     reservations: int = Field(description="Reservations starting in [start_time, end_time)")
@@ -96,12 +101,27 @@ class BranchStats(BaseModel):
         "over the branch's ACTIVE seats x the window's hours (seats counted as they are now); "
         "capped at 1",
     )
+    by_hour: list[HourCount] = Field(
+        description="Extension (for the web app's chart): the same reservations by the hour "
+        "of day their start falls in, in the branch's time zone; 24 rows, hours 0..23"
+    )
 
 
 class StatsOut(BaseModel):
     start_time: UtcDatetime
     end_time: UtcDatetime
     branches: list[BranchStats]
+
+
+class UserQuery(BaseModel):
+    student_id: Label = Field(description="The student ID people sign in with (exact match)")
+
+
+class UserBriefOut(BaseModel):
+    id: int
+    student_id: str
+    name: str
+    role: Role
 
 
 class AuditOut(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.db import admin as admin_db
 from app.db import seats as seats_db
+from app.db import users as users_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
 from app.errors import NotFound
@@ -25,10 +26,12 @@ from app.schemas.admin import (
     BranchAdminOut,
     BranchCreate,
     BranchStats,
+    HourCount,
     SeatCreate,
     SeatPatch,
     StatsOut,
     StatsQuery,
+    UserBriefOut,
 )
 from app.schemas.reservations import ReservationList, ReservationOut
 from app.schemas.seats import Page, SeatOut
@@ -184,17 +187,25 @@ async def check_in(
 async def stats(conn: Connection, query: StatsQuery) -> StatsOut:
     if query.branch is not None and await seats_db.branch_id(conn, query.branch) is None:
         raise NotFound("No such branch")
-    rows = await admin_db.stats(
-        conn, start=query.start_time, end=query.end_time, branch=query.branch
-    )
+    start, end, branch = query.start_time, query.end_time, query.branch
+    rows = await admin_db.stats(conn, start=start, end=end, branch=branch)
+    hours = await admin_db.stats_by_hour(conn, start=start, end=end, branch=branch)
     return StatsOut(
         start_time=query.start_time,
         end_time=query.end_time,
-        branches=[_branch_stats(row) for row in rows],
+        branches=[_branch_stats(row, hours[row["branch"]]) for row in rows],
     )
 
 
-def _branch_stats(row: dict[str, Any]) -> BranchStats:
+async def find_user(conn: Connection, student_id: str) -> UserBriefOut:
+    """The desk's look-up: who holds this student ID."""
+    user = await users_db.get_by_student_id(conn, student_id)
+    if user is None:
+        raise NotFound("No user with that student ID")
+    return UserBriefOut.model_validate(user.model_dump())
+
+
+def _branch_stats(row: dict[str, Any], by_hour: list[dict[str, int]]) -> BranchStats:
     attended = row["checked_in"] + row["no_shows"]
     open_seconds = float(row["open_seconds"])
     utilization = float(row["used_seconds"]) / open_seconds if open_seconds > 0 else 0.0
@@ -207,6 +218,7 @@ def _branch_stats(row: dict[str, Any]) -> BranchStats:
         cancelled=row["cancelled"],
         # Seats closed since count as booked-but-not-open hours; never report over 100 %.
         utilization=min(1.0, utilization),
+        by_hour=[HourCount.model_validate(h) for h in by_hour],
     )
 
 

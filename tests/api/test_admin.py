@@ -111,6 +111,7 @@ ADMIN_ROUTES = [
     ("POST", "/admin/reservations/{reservation_id}/checkin", None),
     ("GET", "/admin/stats?start_time=2026-12-01T00:00:00Z&end_time=2026-12-02T00:00:00Z", None),
     ("GET", "/admin/audit", None),
+    ("GET", "/admin/users?student_id=S0000001", None),
 ]
 ROUTE_IDS = [f"{method} {path.split('?')[0]}" for method, path, _ in ADMIN_ROUTES]
 
@@ -1312,3 +1313,40 @@ async def test_closing_a_seat_while_its_booker_cancels_answers_both_without_a_se
     )
     assert active == 0
     assert (await my_entries(api, bob))[entry["id"]]["status"] == "WAITING"
+
+
+# GET /admin/users (extension: the desk looks a student up by student ID)
+
+
+async def test_admin_finds_a_user_by_student_id(
+    api: httpx.AsyncClient, alice: Student, admin: Student
+) -> None:
+    response = await api.get(
+        "/admin/users", params={"student_id": "S0000001"}, headers=admin.headers
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "id": alice.id,
+        "student_id": "S0000001",
+        "name": "Test Student",
+        "role": "student",
+    }
+
+
+async def test_admin_user_lookup_of_an_unknown_student_id_is_not_found(
+    api: httpx.AsyncClient, alice: Student, admin: Student
+) -> None:
+    response = await api.get(
+        "/admin/users", params={"student_id": "S9999999"}, headers=admin.headers
+    )
+
+    assert_error(response, 404, "not_found")
+
+
+async def test_admin_user_lookup_needs_a_student_id(api: httpx.AsyncClient, admin: Student) -> None:
+    missing = await api.get("/admin/users", headers=admin.headers)
+    blank = await api.get("/admin/users", params={"student_id": ""}, headers=admin.headers)
+
+    assert_validation_error(missing, "query", "student_id")
+    assert_validation_error(blank, "query", "student_id")

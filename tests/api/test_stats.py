@@ -132,6 +132,8 @@ async def stats(
     assert set(body) == {"start_time", "end_time", "branches"}
     branches: list[dict[str, Any]] = body["branches"]
     for row in branches:
+        # by_hour has tests of its own (below); here, only its shape.
+        assert [h["hour"] for h in row.pop("by_hour")] == list(range(24))
         assert set(row) == STATS_FIELDS
         assert 0 <= row["no_show_rate"] <= 1
         assert 0 <= row["utilization"] <= 1
@@ -164,7 +166,7 @@ async def test_stats_echo_the_window_in_utc(
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["start_time"], body["end_time"]) == (WINDOW["start_time"], WINDOW["end_time"])
-    assert body["branches"][1] == MAIN
+    assert {k: v for k, v in body["branches"][1].items() if k != "by_hour"} == MAIN
 
 
 @pytest.mark.parametrize(("branch", "expected"), [("Main", MAIN), ("Science", SCIENCE)])
@@ -306,3 +308,41 @@ async def test_stats_are_for_admins_only(
     assert forbidden.json()["code"] == "forbidden"
     assert anonymous.status_code == 401
     assert anonymous.json()["code"] == "not_authenticated"
+
+
+def hours(row: dict[str, Any]) -> dict[int, int]:
+    """The non-zero hours of a branch's by_hour."""
+    return {h["hour"]: h["reservations"] for h in row["by_hour"] if h["reservations"]}
+
+
+async def test_stats_count_bookings_by_hour_of_day_on_the_branch_clock(
+    api: httpx.AsyncClient, admin: Student, data_set: None
+) -> None:
+    response = await api.get("/admin/stats", params=WINDOW, headers=admin.headers)
+
+    assert response.status_code == 200, response.text
+    by_name = {row["branch"]: row for row in response.json()["branches"]}
+    for row in by_name.values():
+        assert [h["hour"] for h in row["by_hour"]] == list(range(24))
+        assert sum(h["reservations"] for h in row["by_hour"]) == row["reservations"]
+    # Main (UTC): the 8 counted starts at 09, 12, 10, 13, 19, 10, 08, 15.
+    assert hours(by_name["Main"]) == {8: 1, 9: 1, 10: 2, 12: 1, 13: 1, 15: 1, 19: 1}
+    # Science (Europe/Berlin, UTC+1 in November): starts 08, 09, 11, 14, 14, 16, 19:30 UTC
+    # are 09, 10, 12, 15, 15, 17, 20 local.
+    assert hours(by_name["Science"]) == {9: 1, 10: 1, 12: 1, 15: 2, 17: 1, 20: 1}
+    # Arts' only reservation starts after the window; Zoo Annex has no seats.
+    assert hours(by_name["Arts"]) == hours(by_name["Zoo Annex"]) == {}
+
+
+async def test_stats_by_hour_for_one_branch_in_a_narrower_window(
+    api: httpx.AsyncClient, admin: Student, data_set: None
+) -> None:
+    # Science over [10:00, 15:00) UTC: S2 11-12 and S2 14-15, S1 14-15:30: 12 and 15 local.
+    window = {"start_time": "2026-11-10T10:00:00Z", "end_time": "2026-11-10T15:00:00Z"}
+    response = await api.get(
+        "/admin/stats", params={**window, "branch": "Science"}, headers=admin.headers
+    )
+
+    assert response.status_code == 200, response.text
+    [science] = response.json()["branches"]
+    assert hours(science) == {12: 1, 15: 2}
