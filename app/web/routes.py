@@ -80,6 +80,41 @@ async def seat_code_page(
     return _page(request, "scan.html", "Seat check-in", seat_id=seat_id, k=k)
 
 
+# Staff pages (role admin). Anyone may load the shell; its module asks /auth/me and shows
+# "staff only" to a student, and every /admin call it makes is refused with 403 anyway.
+
+
+@router.get("/app/staff")
+async def staff_home() -> RedirectResponse:
+    return RedirectResponse("/app/staff/seats", status_code=303)
+
+
+@router.get("/app/staff/seats", response_class=HTMLResponse)
+async def staff_seats_page(request: Request) -> HTMLResponse:
+    return _page(request, "staff/seats.html", "Seats · Staff")
+
+
+@router.get("/app/staff/codes/{branch}", response_class=HTMLResponse)
+async def staff_codes_page(request: Request, branch: str) -> HTMLResponse:
+    """The printable sheet of a branch's seat codes (A4)."""
+    return _page(request, "staff/codes.html", f"Seat codes · {branch}", branch=branch)
+
+
+@router.get("/app/staff/desk", response_class=HTMLResponse)
+async def staff_desk_page(request: Request) -> HTMLResponse:
+    return _page(request, "staff/desk.html", "Desk · Staff")
+
+
+@router.get("/app/staff/stats", response_class=HTMLResponse)
+async def staff_stats_page(request: Request) -> HTMLResponse:
+    return _page(request, "staff/stats.html", "Statistics · Staff")
+
+
+@router.get("/app/staff/audit", response_class=HTMLResponse)
+async def staff_audit_page(request: Request) -> HTMLResponse:
+    return _page(request, "staff/audit.html", "Audit log · Staff")
+
+
 def install(app: FastAPI) -> None:
     """The pages and ``/static`` (files of this package: works from a wheel too)."""
     app.include_router(router)

@@ -11,7 +11,8 @@ import { showOffer, loadOffers, dropOffer } from "/static/js/offers.js";
 
 function setNav(user) {
   for (const el of document.querySelectorAll("[data-auth]")) {
-    el.hidden = (el.dataset.auth === "in") !== Boolean(user);
+    // "admin": staff pages' entries, shown only to the admin role (the pages check too).
+    el.hidden = el.dataset.auth === "admin" ? user?.role !== "admin" : (el.dataset.auth === "in") !== Boolean(user);
   }
   const who = document.getElementById("nav-user");
   if (who && user) who.textContent = user.name || user.student_id;
