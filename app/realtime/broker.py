@@ -29,8 +29,10 @@ QUEUE_SIZE = 256
 _RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 # A message is {"kind": "notification", "user_id": int, "notification": {...}},
-# {"kind": "seat", "branch": str, "seat": {...}} or {"kind": "clock"} (a reservation now
-# starts or ends soon: app/realtime/clock_ticker.py looks again).
+# {"kind": "seat", "branch": str, "seat": {...}}, {"kind": "branch", "branch": str} (some
+# seat's availability changed for some interval: maps showing another time re-read) or
+# {"kind": "clock"} (a reservation now starts or ends soon: app/realtime/clock_ticker.py
+# looks again).
 Message = dict[str, Any]
 
 
@@ -97,7 +99,7 @@ class Hub:
                 listener(message)
         if kind == "notification":
             targets = self._users.get(message["user_id"], set())
-        elif kind == "seat":
+        elif kind in ("seat", "branch"):
             targets = self._branches.get(message["branch"], set()) | self._branches.get(None, set())
         else:
             return
@@ -111,6 +113,7 @@ def messages(changes: Changes) -> list[Message]:
         for n in changes.notifications
     ]
     found += [seat_message(s) for s in changes.seat_states]
+    found += [{"kind": "branch", "branch": b} for b in sorted(changes.branches)]
     if changes.boundary_soon:
         found.append({"kind": "clock"})
     return found

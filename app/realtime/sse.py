@@ -108,6 +108,14 @@ async def seat_events(
         yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
         while (message := await _next(subscription, deadline, shutdown)) is not None:
             subscription.lagging = False  # a seat map only needs the latest states
-            yield ServerSentEvent(
-                data=orjson.dumps(message["seat"]).decode(), event="seat.availability"
-            )
+            if message["kind"] == "branch":
+                # Availability changed for some interval, not necessarily now: a map
+                # showing another time re-reads its listing.
+                yield ServerSentEvent(
+                    data=orjson.dumps({"branch": message["branch"]}).decode(),
+                    event="seats.changed",
+                )
+            else:
+                yield ServerSentEvent(
+                    data=orjson.dumps(message["seat"]).decode(), event="seat.availability"
+                )

@@ -62,7 +62,9 @@ async def stream_seats(
     """`seat.availability` events `{seat_id, branch, available, status}` whenever a seat's
     present availability changes, for live seat maps (public): after a booking, cancel,
     check-out, expired offer or staff change, and by the clock alone, the moment a
-    reservation starts or ends. No replay: re-read the listing on (re)connect."""
+    reservation starts or ends. Also (an extension) `seats.changed` `{branch}` whenever a
+    write changed some seat's availability for any interval, so a map showing another
+    time knows to re-read its listing. No replay: re-read the listing on (re)connect."""
     shutdown = anyio.Event()
     events = sse.seat_events(broker, settings, branch=branch, shutdown=shutdown)
     return _stream(events, settings, shutdown)

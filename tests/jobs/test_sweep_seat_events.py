@@ -20,11 +20,21 @@ from tests.jobs.test_sweeps import seat as seat
 from tests.jobs.test_sweeps import settings as settings
 
 
-def told(subscription: Subscription) -> list[dict[str, Any]]:
-    found = []
+def drained(subscription: Subscription) -> tuple[list[dict[str, Any]], list[str]]:
+    """What reached a seat stream: the seat states (``seat.availability``) and the
+    branches whose listings changed (``seats.changed``)."""
+    seats, branches = [], []
     while not subscription.queue.empty():
-        found.append(subscription.queue.get_nowait()["seat"])
-    return found
+        message = subscription.queue.get_nowait()
+        if message["kind"] == "seat":
+            seats.append(message["seat"])
+        else:
+            branches.append(message["branch"])
+    return seats, branches
+
+
+def told(subscription: Subscription) -> list[dict[str, Any]]:
+    return drained(subscription)[0]
 
 
 def state(place: Seat, available: bool) -> dict[str, Any]:
@@ -93,7 +103,8 @@ async def test_an_expired_offer_for_a_later_slot_tells_the_seat_stream_nothing(
     with broker.hub.branch("Main") as stream:
         assert await sweeps.expire_offers(pool, publisher, settings, now=NOW) == 1
 
-    assert told(stream) == []  # the seat is free now before and after
+    # The seat is free now before and after; the map of that later hour changed.
+    assert drained(stream) == ([], ["Main"])
 
 
 async def test_a_no_show_frees_the_seat_on_the_seat_stream(

@@ -297,13 +297,14 @@ class EventStream:
         self._ended = block is None
         return block
 
-    async def next_event(self, within: float = 5.0) -> Event:
-        """The next block carrying data, skipping comments (heartbeats) on the way."""
+    async def next_event(self, within: float = 5.0, *, kind: str | None = None) -> Event:
+        """The next block carrying data (of event type ``kind``, when given), skipping
+        comments (heartbeats) and other events on the way."""
         async with asyncio.timeout(within):
             while True:
                 block = await self.next_block(within)
                 assert block is not None, "the stream ended"
-                if block.data is not None:
+                if block.data is not None and kind in (None, block.event):
                     return block
 
     async def events_within(self, seconds: float) -> list[Event]:

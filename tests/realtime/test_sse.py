@@ -259,9 +259,9 @@ async def test_seat_stream_reports_booking_and_cancellation_to_that_branch_only(
     ):
         now = utcnow()
         booking = await booked(server.client, student, seat_id, now, now + timedelta(hours=1))
-        taken = await main_stream.next_event(within=5)
+        taken = await main_stream.next_event(within=5, kind="seat.availability")
         await cancel(server.client, student, booking["id"])
-        freed = await main_stream.next_event(within=5)
+        freed = await main_stream.next_event(within=5, kind="seat.availability")
         other_branch = await elsewhere.events_within(0.5)
 
     assert taken.event == freed.event == "seat.availability"
@@ -277,6 +277,28 @@ async def test_seat_stream_reports_booking_and_cancellation_to_that_branch_only(
         "available": True,
         "status": "ACTIVE",
     }
+    assert other_branch == []
+
+
+async def test_a_change_for_another_time_tells_the_branch_map_to_re_read(
+    server: Server, db: asyncpg.Connection
+) -> None:
+    main, science = await add_branch(db, "Main"), await add_branch(db, "Science")
+    seat_id = await add_seat(db, main, "A1")
+    await add_seat(db, science, "B1")
+    student = await add_student(db, "S0000001")
+    later = next_hour() + timedelta(hours=2)
+
+    async with (
+        open_stream(server.client, "/seats/stream", params={"branch": "Main"}) as main_stream,
+        open_stream(server.client, "/seats/stream", params={"branch": "Science"}) as elsewhere,
+    ):
+        await booked(server.client, student, seat_id, later, later + timedelta(hours=1))
+        changed = await main_stream.events_within(1.0)
+        other_branch = await elsewhere.events_within(0.3)
+
+    # Nothing changed at this moment (no seat.availability), but Main's listings did.
+    assert [(e.event, e.json()) for e in changed] == [("seats.changed", {"branch": "Main"})]
     assert other_branch == []
 
 

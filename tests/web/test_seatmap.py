@@ -1,7 +1,9 @@
 """Branches and the seat map: counts, seats with data-seat-id and state words, filters, the
 interval picker, booking (once per attempt), a seat taken meanwhile, the keyboard path."""
 
+import asyncio
 import re
+import time
 from datetime import timedelta
 
 import asyncpg
@@ -134,6 +136,70 @@ async def test_interval_picker_answers_free_for_that_interval(
     await expect(dialog).to_be_visible()
     await expect(dialog.get_by_role("list")).to_contain_text(f"{local[1]} to ")
     await expect(dialog.get_by_role("button", name="Join waitlist")).to_be_visible()
+
+
+async def test_a_map_showing_another_time_changes_live_when_that_time_is_booked(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    booker, other = await web.student("S2021001"), await web.student("S2021002")
+    tomorrow = minute_now().replace(hour=10, minute=0) + timedelta(days=1)
+    # A2 is booked tomorrow only: seeing it booked proves the map shows tomorrow.
+    await add_reservation(
+        db,
+        user_id=other.id,
+        seat_id=library.seats["A2"],
+        start=tomorrow,
+        end=tomorrow + timedelta(hours=1),
+    )
+    page = await web.page("desktop")
+    listing_reads: list[float] = []
+    page.on(
+        "request", lambda r: listing_reads.append(time.monotonic()) if "/seats?" in r.url else None
+    )
+    await open_map(page, library)
+    local = await page.evaluate(
+        "(iso) => { const d = new Date(iso); return [d.getFullYear() + '-' + "
+        "String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0'),"
+        " String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0')] }",
+        tomorrow.isoformat(),
+    )
+    await page.get_by_label("Date").fill(local[0])
+    await page.get_by_label("From").fill(local[1])
+    await page.get_by_role("button", name="Show seats").click()
+    # Changing the fields also schedules a read (debounced): let every read so far happen,
+    # so that only the stream can explain the next one.
+    await eventually_quiet(listing_reads, quiet_for=0.6, within=5)
+    a2 = page.locator(f'[data-seat-id="{library.seats["A2"]}"]')
+    await expect(a2).to_have_attribute("aria-label", re.compile(r"^A2, booked"))
+    a3 = page.locator(f'[data-seat-id="{library.seats["A3"]}"]')
+    await expect(a3).to_have_attribute("aria-label", re.compile(r"^A3, free"))
+    await page.evaluate("window.__notReloaded = true")
+
+    # Someone else books tomorrow's 10:00 (nothing changes *now*: only `seats.changed`).
+    booked = await web.api.post(
+        "/reservations",
+        json={
+            "seat_id": library.seats["A3"],
+            "start_time": tomorrow.isoformat(),
+            "end_time": (tomorrow + timedelta(hours=1)).isoformat(),
+        },
+        headers=booker.headers,
+    )
+    assert booked.status_code == 201, booked.text
+
+    await expect(a3).to_have_attribute("aria-label", re.compile(r"^A3, booked"), timeout=3000)
+    assert await page.evaluate("window.__notReloaded") is True
+
+
+async def eventually_quiet(events: list[float], *, quiet_for: float, within: float) -> None:
+    """Wait until nothing was appended to ``events`` for ``quiet_for`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        last = events[-1] if events else 0.0
+        if time.monotonic() - last >= quiet_for:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still busy after {within} s")
 
 
 async def test_double_clicked_book_books_once(

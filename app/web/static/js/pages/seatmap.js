@@ -241,9 +241,7 @@ document.addEventListener("dlsms:changed", loadSoon);
 const stream = new EventSource(`/seats/stream?branch=${encodeURIComponent(branch)}`);
 stream.addEventListener("open", loadSoon);
 stream.addEventListener("seat.availability", loadSoon);
-// Seat events tell changes of the present moment only; a change later in the shown
-// interval (an offer claimed for 14:00) arrives with the next read: every 30 s.
-setInterval(() => {
-  if (!document.hidden) loadSoon();
-}, 30000);
+// A change for some other time (an offer claimed for 14:00 while the map shows 14:00):
+// the branch's listing changed, so read it again.
+stream.addEventListener("seats.changed", loadSoon);
 load();
