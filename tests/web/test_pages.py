@@ -2,15 +2,18 @@
 error, axe-core finds no serious or critical WCAG 2.1 AA violation, and a screenshot is
 kept. Plus the waitlist and notifications pages' own flows."""
 
+import gzip
 import re
 from datetime import timedelta
+from urllib.parse import quote
 
 import asyncpg
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Response, expect
 
-from tests.factories import add_reservation
-from tests.web.conftest import Library, Web, minute_now
+from tests.conftest import REPO_ROOT
+from tests.factories import add_reservation, login
+from tests.web.conftest import PASSWORD, Library, Person, Web, minute_now
 
 PUBLIC = {
     "signin": "/app/signin",
@@ -23,6 +26,16 @@ SIGNED_IN = {
     "notifications": "/app/notifications",
     "reservations-empty": "/app/reservations",
 }
+STAFF_PATHS = [
+    "/app/staff/seats",
+    "/app/staff/codes/Main%20Library",
+    "/app/staff/desk",
+    "/app/staff/stats",
+    "/app/staff/audit",
+]
+WEIGHED = ("document", "stylesheet", "script")
+BUDGET = 150_000
+WEIGHTS = REPO_ROOT / "artifacts" / "page-weights.md"
 
 
 @pytest.mark.parametrize("viewport", ["phone", "desktop"])
@@ -50,23 +63,71 @@ async def test_every_page_renders_accessibly_at_both_sizes(
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-async def test_pages_keep_to_the_weight_budget(web: Web, library: Library) -> None:
-    """First load of a page (HTML, CSS, JS as transferred, gzip when offered) < 150 KB."""
+async def test_every_page_keeps_to_the_weight_budget(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    """Issue 12: a page's first load (a fresh context, nothing cached) fetches under 150 KB
+    of HTML, CSS and JavaScript, gzip-compressed (the app leaves compression to the proxy,
+    so each body is gzipped here at nginx's usual level). The table goes to
+    artifacts/page-weights.md."""
+    await web.student("S2021001")
+    admin = await web.student("LIB0001", name="Desk Librarian")
+    await db.execute("UPDATE users SET role = 'admin' WHERE id = $1", admin.id)
+    admin = Person(admin.id, admin.student_id, await login(web.api, admin.student_id, PASSWORD))
+    code = await web.api.get(f"/admin/seats/{library.seats['A2']}/code", headers=admin.headers)
+    assert code.status_code == 200, code.text
+    pages = [
+        (None, "/app/signin"),
+        (None, "/app/register"),
+        ("S2021001", "/app/branches"),
+        ("S2021001", f"/app/branches/{quote(library.branch)}"),
+        ("S2021001", "/app/reservations"),
+        ("S2021001", "/app/waitlist"),
+        ("S2021001", "/app/notifications"),
+        ("S2021001", f"/s/{library.seats['A2']}?k={code.json()['k']}"),
+        *(("LIB0001", path) for path in STAFF_PATHS),
+    ]
+    rows = [await first_load(web, student_id, path) for student_id, path in pages]
+
+    WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+    WEIGHTS.write_text(
+        "| Page | Files | Raw bytes | gzip -6 bytes |\n|---|--:|--:|--:|\n"
+        + "".join(f"| `{path}` | {files} | {raw:,} | {gz:,} |\n" for path, files, raw, gz in rows)
+    )
+    over = [(path, gz) for path, _, _, gz in rows if gz >= BUDGET]
+    assert over == [], over
+
+
+async def first_load(web: Web, student_id: str | None, path: str) -> tuple[str, int, int, int]:
+    """(path, files, raw bytes, gzip bytes) of the documents, stylesheets and scripts a page
+    fetches on its first load, signed in (through the API, so nothing is cached) if asked."""
     page = await web.page()
-    sizes: dict[str, int] = {}
+    if student_id is not None:
+        signed_in = await page.context.request.post(
+            "/auth/session", data={"student_id": student_id, "password": PASSWORD}
+        )
+        assert signed_in.ok, await signed_in.text()
+    responses: list[Response] = []
 
-    async def on_response(response: object) -> None:
-        from playwright.async_api import Response
+    def keep(response: Response) -> None:
+        if response.request.resource_type in WEIGHED:
+            responses.append(response)
 
-        assert isinstance(response, Response)
-        if response.request.resource_type in ("document", "stylesheet", "script"):
-            sizes[response.url] = len(await response.body())
-
-    page.on("response", on_response)
-    await page.goto(f"/app/branches/{library.branch}")
+    page.on("response", keep)
+    await page.goto(path)
     await page.wait_for_load_state("networkidle")
-    total = sum(sizes.values())
-    assert total < 150_000, sizes  # uncompressed even: well under the compressed budget
+    await expect(page.locator("[aria-busy=true]")).to_have_count(0)
+    if student_id is not None:
+        assert "/app/signin" not in page.url, path  # the session held: this page, not sign-in
+    bodies = [await r.body() for r in responses if r.ok]  # a redirect has no body to weigh
+    assert bodies, path
+    shown = re.sub(r"^/s/\d+\?k=.*$", "/s/{id}?k=…", path).replace("%20", " ")
+    return (
+        shown,
+        len(bodies),
+        sum(len(b) for b in bodies),
+        sum(len(gzip.compress(b, compresslevel=6)) for b in bodies),
+    )
 
 
 async def test_joining_a_full_branchs_waitlist_and_leaving_it(
