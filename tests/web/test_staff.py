@@ -161,6 +161,31 @@ async def test_closing_a_seat_says_first_how_many_reservations_it_cancels(
     assert (await seat_row(db, library.seats["A1"]))["status"] == "ACTIVE"
 
 
+async def test_seats_table_fits_a_phone_with_each_row_a_card(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    admin = await staff_member(web, db)
+    page = await web.signed_in_page(admin)  # 360 px
+    await page.goto("/app/staff/seats")
+    seats = page.get_by_role("table")
+    row = seats.get_by_role("row", name=re.compile(r"^A1 "))
+    await expect(row).to_contain_text("Active")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    width = await page.evaluate("window.innerWidth")
+    buttons = row.get_by_role("button")
+    await expect(buttons).to_have_count(3)  # Edit, Maintenance, Close
+    for button in await buttons.all():
+        box = await button.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0, box
+        assert box["x"] + box["width"] <= width, box
+    # Each cell says its column; still a table with its headers to assistive technology.
+    status = row.get_by_role("cell").filter(has_text="Active")
+    label = await status.evaluate("(td) => getComputedStyle(td, '::before').content")
+    assert label.startswith('"Status: "'), label
+    await expect(seats.get_by_role("columnheader", name="Status")).to_have_count(1)
+
+
 async def test_code_sheet_has_one_qr_per_seat_and_prints_without_the_nav(
     web: Web, library: Library, db: asyncpg.Connection
 ) -> None:

@@ -50,13 +50,15 @@ function row(seat) {
     const hidden = target === "MAINTENANCE" ? ` for seat ${label}` : ` seat ${label}`;
     buttons.push(actionButton(TARGETS[target].verb, hidden, () => openStatus(seat, target), target === "ACTIVE" ? "button small" : "button small danger"));
   }
-  return h("tr", { dataset: { seatId: seat.id, status: seat.status } },
-    h("th", { scope: "row" }, label),
-    h("td", {}, seat.area),
-    h("td", {}, seat.has_power ? "Yes" : "No"),
-    h("td", {}, seat.has_monitor ? "Yes" : "No"),
-    h("td", {}, h("span", { class: `status seat-status ${seat.status.toLowerCase()}` }, STATUS_WORDS[seat.status] || seat.status)),
-    h("td", {}, h("div", { class: "row-actions" }, ...buttons)),
+  // data-label names each cell's column where a phone shows the row as a card (staff.css);
+  // the explicit roles keep it a table for screen readers when its display changes.
+  return h("tr", { role: "row", dataset: { seatId: seat.id, status: seat.status } },
+    h("th", { scope: "row", role: "rowheader" }, label),
+    h("td", { role: "cell", dataset: { label: "Area" } }, seat.area),
+    h("td", { role: "cell", dataset: { label: "Power" } }, seat.has_power ? "Yes" : "No"),
+    h("td", { role: "cell", dataset: { label: "Monitor" } }, seat.has_monitor ? "Yes" : "No"),
+    h("td", { role: "cell", dataset: { label: "Status" } }, h("span", { class: `status seat-status ${seat.status.toLowerCase()}` }, STATUS_WORDS[seat.status] || seat.status)),
+    h("td", { role: "cell", class: "actions-cell" }, h("div", { class: "row-actions" }, ...buttons)),
   );
 }
 
@@ -66,14 +68,14 @@ async function loadSeats() {
   $("codes-link").href = name ? `/app/staff/codes/${encodeURIComponent(name)}` : "/app/staff/seats";
   $("codes-link").hidden = !name;
   if (!name) {
-    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "Add a branch first.")));
+    tbody.replaceChildren(h("tr", { role: "row" }, h("td", { role: "cell", colspan: 6, class: "empty" }, "Add a branch first.")));
     return;
   }
   tbody.setAttribute("aria-busy", "true");
   try {
     const page = await request("GET", "/seats", null, { query: { branch: name, limit: 500 } });
     seats = page.items.sort((a, b) => a.area.localeCompare(b.area) || a.label.localeCompare(b.label, undefined, { numeric: true }));
-    tbody.replaceChildren(...(seats.length ? seats.map(row) : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No seats yet: add one below."))]));
+    tbody.replaceChildren(...(seats.length ? seats.map(row) : [h("tr", { role: "row" }, h("td", { role: "cell", colspan: 6, class: "empty" }, "No seats yet: add one below."))]));
     const areas = [...new Set(seats.map((s) => s.area))];
     $("areas").replaceChildren(...areas.map((a) => h("option", { value: a })));
     clearError(pageError);
