@@ -314,6 +314,7 @@ async def test_stats_page_draws_the_known_numbers(
         "Bookings by hour of day, all branches, each on its local clock: 4 in all; "
         "busiest 10:00, 14:00 with 2.",
     )
+    await web.shot(page, "staff-stats-known")  # the README's statistics screenshot
     bars = await hours.locator("rect.bar").evaluate_all(
         "(rects) => rects.map((r) => [Number(r.dataset.hour), Number(r.dataset.value)])"
     )
