@@ -36,11 +36,12 @@ function short(text, n) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
-/** Horizontal bars, one per row {label, value (0..1), text}. */
+/** Horizontal bars, one per row {label, value (0..1), text}; sized to the figure (as
+ * hourBars) so that its text keeps its size on a phone. */
 function hbars(figure, caption, summary, rows, cls = "") {
-  const width = 640;
-  const labelW = 170;
-  const valueW = 70;
+  const width = Math.max(300, Math.min(900, Math.round(figure.clientWidth || 640) - 32));
+  const labelW = Math.round(width * 0.3);
+  const valueW = 56;
   const rowH = 34;
   const height = Math.max(1, rows.length) * rowH + 8;
   const plot = width - labelW - valueW;
@@ -49,7 +50,7 @@ function hbars(figure, caption, summary, rows, cls = "") {
     const y = 4 + i * rowH;
     const w = Math.max(r.value > 0 ? 2 : 0, Math.round(plot * Math.min(1, r.value)));
     svg.append(
-      s("text", { x: labelW - 8, y: y + rowH / 2 + 4, "text-anchor": "end", class: "label" }, short(r.label, 24)),
+      s("text", { x: labelW - 8, y: y + rowH / 2 + 4, "text-anchor": "end", class: "label" }, short(r.label, Math.floor(labelW / 7))),
       s("rect", { x: labelW, y: y + 5, width: plot, height: rowH - 12, class: "grid", fill: "none" }),
       s("rect", { x: labelW, y: y + 5, width: w, height: rowH - 12, class: `bar ${cls}`, "data-label": r.label, "data-value": r.text }),
       s("text", { x: labelW + w + 6, y: y + rowH / 2 + 4, class: "value" }, r.text),
