@@ -25,6 +25,7 @@ TABLES = {
     "waitlist_entries",
     "notifications",
     "audit_log",
+    "branch_closures",
 }
 
 
