@@ -37,7 +37,7 @@ from app import metrics
 
 log = logging.getLogger(__name__)
 
-_PREFIX = "dlsms:seats:v2"
+_PREFIX = "dlsms:seats:v3"  # v3: branches carry id, timezone, open_now, next_change_at
 _ALL = "all"
 # One round trip: the current generation, and the answer stored under it (if any).
 # Generations are never reused: a bump writes a fresh random value, and a counter that

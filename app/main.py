@@ -29,7 +29,17 @@ from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.clock_ticker import ClockTicker
 from app.realtime.publisher import Publisher
-from app.routers import admin, auth, health, notifications, reservations, seats, streams, waitlist
+from app.routers import (
+    admin,
+    auth,
+    branches,
+    health,
+    notifications,
+    reservations,
+    seats,
+    streams,
+    waitlist,
+)
 from app.security import PasswordHasher
 from app.securityheaders import SecurityHeadersMiddleware
 from app.settings import Settings, describe_validation_error
@@ -72,6 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(auth.router)
     app.include_router(streams.router)  # before /seats/{seat_id}
     app.include_router(seats.router)
+    app.include_router(branches.router)
     app.include_router(reservations.router)
     app.include_router(waitlist.router)
     app.include_router(notifications.router)

@@ -120,7 +120,7 @@ _BUSY = f"""
 """
 
 _BRANCHES = f"""
-    SELECT b.name,
+    SELECT b.id, b.name, b.timezone,
            count(s.id) AS total_seats,
            count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND now_r.status IS NULL) AS available_now,
            count(s.id) FILTER (WHERE now_r.status IN ('HELD', 'CONFIRMED')) AS reserved_now,
@@ -137,6 +137,7 @@ _BRANCHES = f"""
           AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange
         LIMIT 1
     ) now_r ON true
+    WHERE $2::bigint IS NULL OR b.id = $2
     GROUP BY b.id
     ORDER BY b.name
 """
@@ -203,8 +204,11 @@ async def busy_intervals(
     return [(row["start_time"], row["end_time"]) for row in rows]
 
 
-async def branch_summaries(conn: Connection, now: datetime) -> list[dict[str, object]]:
-    return [dict(row) for row in await conn.fetch(_BRANCHES, point(now))]
+async def branch_summaries(
+    conn: Connection, now: datetime, branch_id: int | None = None
+) -> list[dict[str, object]]:
+    """Every branch's live counts (or one branch's: ``branch_id``)."""
+    return [dict(row) for row in await conn.fetch(_BRANCHES, point(now), branch_id)]
 
 
 async def next_availability_change(conn: Connection, now: datetime) -> datetime | None:

@@ -90,7 +90,9 @@ class AvailabilityOut(BaseModel):
 
 
 class BranchOut(BaseModel):
+    id: int
     name: str
+    timezone: str = Field(description="IANA time zone of the branch's hours and days")
     total_seats: int = Field(description="All seats, whatever their status")
     available_now: int = Field(description="ACTIVE seats nobody holds at this moment")
     reserved_now: int = Field(description="Seats held by a HELD or CONFIRMED reservation now")
@@ -98,3 +100,8 @@ class BranchOut(BaseModel):
     with_power: int
     with_monitor: int
     areas: list[str]
+    open_now: bool = Field(description="Inside one of the branch's openings at this moment")
+    next_change_at: UtcDatetime | None = Field(
+        description="The next instant the branch opens or closes; null when open around the "
+        "clock with no closure ahead"
+    )

@@ -18,6 +18,7 @@ from app.schemas.seats import (
     SeatList,
     SeatQuery,
 )
+from app.services import branches as branches_service
 
 
 def _asked_range(query: SeatQuery, now: datetime) -> seats_db.Range[datetime]:
@@ -116,6 +117,10 @@ async def branches(
     async with connection(pool) as conn:
         rows = await seats_db.branch_summaries(conn, now)
         valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
+        # open_now turns at the next opening or closing: the answer is true until then.
+        change = await branches_service.with_opening_state(conn, rows, now=now)
+    if change is not None and (valid_until is None or change < valid_until):
+        valid_until = change
     body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
     # A stray ?branch= is ignored by the route, not by the key: store only without one.
     await cache.keep(slot, lookup, body, answer_branch=None, now=now, valid_until=valid_until)

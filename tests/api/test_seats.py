@@ -301,7 +301,9 @@ async def test_branches_count_seats_by_their_state_now(
     assert response.status_code == 200
     assert response.json() == [
         {
+            "id": library["main"],
             "name": "Main",
+            "timezone": "UTC",
             "total_seats": 4,
             "available_now": 1,
             "reserved_now": 1,
@@ -309,9 +311,13 @@ async def test_branches_count_seats_by_their_state_now(
             "with_power": 2,
             "with_monitor": 1,
             "areas": ["Computers", "Quiet"],
+            "open_now": True,  # a new branch is open around the clock
+            "next_change_at": None,
         },
         {
+            "id": library["science"],
             "name": "Science",
+            "timezone": "Europe/Berlin",
             "total_seats": 1,
             "available_now": 1,
             "reserved_now": 0,
@@ -319,6 +325,8 @@ async def test_branches_count_seats_by_their_state_now(
             "with_power": 1,
             "with_monitor": 1,
             "areas": ["Lab"],
+            "open_now": True,
+            "next_change_at": None,
         },
     ]
 
@@ -326,10 +334,12 @@ async def test_branches_count_seats_by_their_state_now(
 async def test_a_branch_without_seats_is_listed_with_zero_counts(
     seats_client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    await add_branch(db, "Annex")
+    annex = await add_branch(db, "Annex")
     assert (await seats_client.get("/branches")).json() == [
         {
+            "id": annex,
             "name": "Annex",
+            "timezone": "UTC",
             "total_seats": 0,
             "available_now": 0,
             "reserved_now": 0,
@@ -337,5 +347,7 @@ async def test_a_branch_without_seats_is_listed_with_zero_counts(
             "with_power": 0,
             "with_monitor": 0,
             "areas": [],
+            "open_now": True,
+            "next_change_at": None,
         }
     ]

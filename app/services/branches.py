@@ -1,0 +1,168 @@
+"""Branches: their schedules (hours, closures, zone), effective policy and day-by-day
+hours. Reads only; every rule about hours asks app/services/openings.py."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from app.db import branches as branches_db
+from app.db import seats as seats_db
+from app.db.pool import Connection
+from app.errors import InvalidInterval, NotFound
+from app.schemas.branches import (
+    BranchDetailOut,
+    BranchHoursOut,
+    ClosureNote,
+    DayHoursOut,
+    PolicyOut,
+)
+from app.schemas.seats import Interval
+from app.services import openings
+from app.services.openings import Closure, Weekly
+from app.settings import Settings
+
+MAX_HOURS_DAYS = 62
+DEFAULT_HOURS_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What decides when a branch is open."""
+
+    branch_id: int
+    zone: ZoneInfo
+    weekly: Weekly
+    closures: tuple[Closure, ...]
+
+    def is_open(self, at: datetime) -> bool:
+        return openings.is_open(self.weekly, self.closures, self.zone, at)
+
+    def next_change(self, after: datetime) -> datetime | None:
+        return openings.next_change(self.weekly, self.closures, self.zone, after)
+
+    def today(self, now: datetime) -> date:
+        return openings.local_date(now, self.zone)
+
+
+def schedule_from_row(row: dict[str, Any]) -> Schedule:
+    closures = tuple(
+        Closure(
+            date_from=date.fromisoformat(c["date_from"]),
+            date_to=date.fromisoformat(c["date_to"]),
+            reason=c["reason"],
+            open=None if c["open"] is None else openings.parse_spans(c["open"]),
+            id=c["id"],
+        )
+        for c in row["closures"]
+    )
+    return Schedule(
+        branch_id=row["id"],
+        zone=ZoneInfo(row["timezone"]),
+        weekly=openings.parse_weekly(row["hours"]),
+        closures=closures,
+    )
+
+
+def _since(day: date) -> date:
+    # Closures that end before this local date cannot touch ``day`` in any zone
+    # (UTC-12 to UTC+14 are less than two days apart).
+    return day - timedelta(days=2)
+
+
+async def schedules(
+    conn: Connection, *, now: datetime, branch_id: int | None = None
+) -> dict[int, Schedule]:
+    """Schedules of every branch (or one), with the closures from about today on."""
+    rows = await branches_db.schedules(conn, since=_since(now.date()), branch_id=branch_id)
+    return {row["id"]: schedule_from_row(row) for row in rows}
+
+
+async def with_opening_state(
+    conn: Connection, summaries: list[dict[str, Any]], *, now: datetime
+) -> datetime | None:
+    """Add ``open_now`` and ``next_change_at`` to branch summaries; answer the earliest
+    change (a listing about now stops being true then)."""
+    found = await schedules(
+        conn, now=now, branch_id=summaries[0]["id"] if len(summaries) == 1 else None
+    )
+    earliest: datetime | None = None
+    for summary in summaries:
+        schedule = found[summary["id"]]
+        change = schedule.next_change(now)
+        summary["open_now"] = schedule.is_open(now)
+        summary["next_change_at"] = change
+        if change is not None and (earliest is None or change < earliest):
+            earliest = change
+    return earliest
+
+
+async def get_branch(
+    conn: Connection, settings: Settings, branch_id: int, *, now: datetime
+) -> BranchDetailOut:
+    """One branch: live counts, hours state, weekly template and effective policy."""
+    summaries = await seats_db.branch_summaries(conn, now, branch_id)
+    own_policy = await branches_db.policy(conn, branch_id)
+    if not summaries or own_policy is None:
+        raise NotFound("No such branch")
+    await with_opening_state(conn, summaries, now=now)
+    schedule = (await schedules(conn, now=now, branch_id=branch_id))[branch_id]
+    return BranchDetailOut.model_validate(
+        {
+            **summaries[0],
+            "hours": openings.weekly_json(schedule.weekly),
+            "policy": effective_policy(settings, own_policy),
+        }
+    )
+
+
+def effective_policy(settings: Settings, own: dict[str, Any]) -> PolicyOut:
+    """The branch's values where set, else the global settings (quotas: none)."""
+    defaults: dict[str, Any] = {
+        "max_reservation_hours": settings.MAX_RESERVATION_HOURS,
+        "booking_horizon_days": settings.BOOKING_HORIZON_DAYS,
+        "checkin_early_minutes": settings.CHECKIN_EARLY_MINUTES,
+        "grace_minutes": settings.GRACE_MINUTES,
+        "claim_minutes": settings.CLAIM_MINUTES,
+        "max_bookings_per_day": None,
+        "max_hours_per_week": None,
+    }
+    return PolicyOut.model_validate(
+        {name: own[name] if own[name] is not None else defaults[name] for name in defaults}
+    )
+
+
+async def day_hours(
+    conn: Connection,
+    branch_id: int,
+    from_date: date | None,
+    to_date: date | None,
+    *,
+    now: datetime,
+) -> BranchHoursOut:
+    """Each local date's openings (UTC instants) and closure, ``from`` to ``to`` inclusive."""
+    rows = await branches_db.schedules(
+        conn, since=_since(from_date or now.date()), branch_id=branch_id
+    )
+    if not rows:
+        raise NotFound("No such branch")
+    schedule = schedule_from_row(rows[0])
+    first = from_date or schedule.today(now)
+    last = to_date or first + timedelta(days=DEFAULT_HOURS_DAYS - 1)
+    if last < first:
+        raise InvalidInterval("`to` must not be before `from`")
+    if (last - first).days + 1 > MAX_HOURS_DAYS:
+        raise InvalidInterval(f"at most {MAX_HOURS_DAYS} days at once")
+    days = openings.days(schedule.weekly, schedule.closures, schedule.zone, first, last)
+    return BranchHoursOut(
+        branch_id=branch_id,
+        timezone=schedule.zone.key,
+        days=[
+            DayHoursOut(
+                date=day.date,
+                open=[Interval(start_time=i.start, end_time=i.end) for i in day.open],
+                closure=None if day.closure is None else ClosureNote(reason=day.closure.reason),
+            )
+            for day in days
+        ],
+    )
