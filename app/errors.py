@@ -222,6 +222,7 @@ _CONSTRAINT_ERRORS: dict[str, type[DomainError]] = {
     "reservations_seat_no_overlap": SeatConflict,
     "reservations_user_no_overlap": UserOverlap,
     "waitlist_no_duplicate": AlreadyExists,
+    "branch_closures_no_overlap": AlreadyExists,  # a date has at most one closure
     # A valid token for an account deleted since: the token no longer names anyone.
     "reservations_user_id_fkey": InvalidToken,
     "waitlist_entries_user_id_fkey": InvalidToken,

@@ -32,6 +32,7 @@ from app.realtime.publisher import Publisher
 from app.routers import (
     admin,
     auth,
+    branch_admin,
     branches,
     health,
     notifications,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(waitlist.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
+    app.include_router(branch_admin.router)
     apidocs.install(app)
     web.install(app)  # the web app's pages and /static
     # Innermost: cached listings are answered inside CORS and the request-id middleware.

@@ -1,10 +1,16 @@
 """SQL for branch hours, closures and policy (the rules' inputs; the rules themselves
 are in app/services/openings.py)."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+import asyncpg
+
+from app.db import statuses
 from app.db.pool import Connection
+from app.db.reservations import COLUMNS as RESERVATION_COLUMNS
+from app.errors import error_for_constraint
+from app.models import Reservation
 
 POLICY_COLUMNS = (
     "max_reservation_hours",
@@ -46,3 +52,80 @@ async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:
     """The branch's own policy columns (None: the global setting), or None: no branch."""
     row = await conn.fetchrow(_POLICY, branch_id)
     return None if row is None else dict(row)
+
+
+# --- staff changes
+
+_LOCK_BRANCH = "SELECT id, name, timezone, hours FROM branches WHERE id = $1 FOR UPDATE"
+_SET_HOURS = "UPDATE branches SET hours = $2 WHERE id = $1"
+# Every active reservation of the branch that has not ended, locked for a cancellation.
+_ACTIVE_IN_BRANCH = f"""
+    SELECT {RESERVATION_COLUMNS}
+    FROM reservations r JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+    WHERE s.branch_id = $1 AND {statuses.active("r")} AND r.end_time > $2
+    ORDER BY r.start_time, r.id
+    FOR UPDATE OF r
+"""
+_CLOSURE_COLUMNS = "id, branch_id, date_from, date_to, reason, open"
+_INSERT_CLOSURE = f"""
+    INSERT INTO branch_closures (branch_id, date_from, date_to, reason, open, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_CLOSURE_COLUMNS}
+"""
+_LIST_CLOSURES = f"""
+    SELECT {_CLOSURE_COLUMNS} FROM branch_closures
+    WHERE branch_id = $1 AND ($2::date IS NULL OR date_to >= $2)
+      AND ($3::date IS NULL OR date_from <= $3)
+    ORDER BY date_from
+"""
+_CLOSURE_BRANCH = "SELECT branch_id FROM branch_closures WHERE id = $1"
+_DELETE_CLOSURE = f"DELETE FROM branch_closures WHERE id = $1 RETURNING {_CLOSURE_COLUMNS}"
+
+
+async def lock_branch(conn: Connection, branch_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(_LOCK_BRANCH, branch_id)
+    return None if row is None else dict(row)
+
+
+async def set_hours(conn: Connection, branch_id: int, hours: dict[str, Any]) -> None:
+    await conn.execute(_SET_HOURS, branch_id, hours)
+
+
+async def active_in_branch(conn: Connection, branch_id: int, *, now: datetime) -> list[Reservation]:
+    rows = await conn.fetch(_ACTIVE_IN_BRANCH, branch_id, now)
+    return [Reservation.model_validate(dict(row)) for row in rows]
+
+
+async def insert_closure(
+    conn: Connection,
+    *,
+    branch_id: int,
+    date_from: date,
+    date_to: date,
+    reason: str,
+    open_hours: list[dict[str, str]] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    try:
+        row = await conn.fetchrow(
+            _INSERT_CLOSURE, branch_id, date_from, date_to, reason, open_hours, now
+        )
+    except asyncpg.ExclusionViolationError as exc:
+        raise error_for_constraint(exc) from exc
+    assert row is not None
+    return dict(row)
+
+
+async def list_closures(
+    conn: Connection, branch_id: int, *, from_date: date | None, to_date: date | None
+) -> list[dict[str, Any]]:
+    return [dict(row) for row in await conn.fetch(_LIST_CLOSURES, branch_id, from_date, to_date)]
+
+
+async def delete_closure(conn: Connection, closure_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(_DELETE_CLOSURE, closure_id)
+    return None if row is None else dict(row)
+
+
+async def closure_branch(conn: Connection, closure_id: int) -> int | None:
+    branch_id: int | None = await conn.fetchval(_CLOSURE_BRANCH, closure_id)
+    return branch_id

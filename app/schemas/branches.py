@@ -2,16 +2,45 @@
 hours, closures, policy")."""
 
 from datetime import date
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from app.errors import InvalidInterval
 from app.schemas.common import Day
 from app.schemas.seats import BranchOut, Interval
+from app.services import openings
+
+_OPENS = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_CLOSES = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+
+
+def _date_text(value: object) -> object:
+    # In a JSON body a date is text: not a number read as Unix time.
+    if not isinstance(value, str):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+BodyDay = Annotated[Day, BeforeValidator(_date_text)]
 
 
 class OpeningSpan(BaseModel):
-    opens: str = Field(description="Local wall-clock time HH:MM", examples=["08:00"])
-    closes: str = Field(description="HH:MM after `opens`; may be 24:00", examples=["22:00"])
+    opens: str = Field(
+        description="Local wall-clock time HH:MM", examples=["08:00"], pattern=_OPENS
+    )
+    closes: str = Field(
+        description="HH:MM after `opens`; may be 24:00", examples=["22:00"], pattern=_CLOSES
+    )
 
 
 class WeeklyHours(BaseModel):
@@ -68,3 +97,73 @@ class BranchHoursOut(BaseModel):
     branch_id: int
     timezone: str
     days: list[DayHoursOut]
+
+
+def _valid_spans(spans: list[OpeningSpan]) -> list[OpeningSpan]:
+    openings.parse_spans([span.model_dump() for span in spans])  # raises ValueError
+    return spans
+
+
+Spans = Annotated[list[OpeningSpan], AfterValidator(_valid_spans)]
+
+
+class WeeklyIn(BaseModel):
+    """The weekly template to set; a day left out is closed. Each day's intervals open
+    before they close, are sorted and do not overlap (else 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monday: Spans = []
+    tuesday: Spans = []
+    wednesday: Spans = []
+    thursday: Spans = []
+    friday: Spans = []
+    saturday: Spans = []
+    sunday: Spans = []
+
+
+class HoursPut(BaseModel):
+    weekly: WeeklyIn
+    cancel_conflicting: StrictBool = Field(
+        False, description="Cancel the reservations that no longer fit (else only listed)"
+    )
+
+
+class HoursChangeOut(BaseModel):
+    branch_id: int
+    hours: WeeklyHours
+    conflicts: list[int] = Field(
+        description="Active reservations that have not ended and no longer fit the hours "
+        "(cancelled with `cancel_conflicting`)"
+    )
+
+
+class ClosureCreate(BaseModel):
+    date_from: BodyDay
+    date_to: BodyDay = Field(
+        description="Inclusive; not before date_from (else 422 `invalid_interval`)"
+    )
+    reason: str = Field(min_length=1, max_length=200, description="Told to whoever it cancels")
+    open: Spans | None = Field(None, description="Special hours instead of closed all day")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ClosureCreate":
+        if self.date_to < self.date_from:
+            # The contract's 422 `invalid_interval`, as for start_time/end_time.
+            raise PydanticCustomError(InvalidInterval.code, "date_to must not be before date_from")
+        return self
+
+
+class ClosureQuery(BaseModel):
+    from_: Day | None = Field(None, alias="from", description="Closures ending on or after")
+    to: Day | None = Field(None, description="Closures starting on or before")
+
+
+class ClosureOut(BaseModel):
+    id: int
+    branch_id: int
+    date_from: date
+    date_to: date
+    reason: str
+    open: list[OpeningSpan] | None
+    cancelled: list[int] = Field(description="The reservations this closure cancelled")

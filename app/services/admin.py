@@ -144,8 +144,14 @@ async def _status_changed(
 async def _close(uow: UnitOfWork, seat_id: int, *, reason: str) -> None:
     """Cancel the seat's active reservations that have not ended (owners told why);
     offers on it go back to WAITING at their old place in the queue."""
+    held = await admin_db.active_on_seat(uow.conn, seat_id, now=uow.now)
+    await cancel_for_staff(uow, held, reason=reason)
+
+
+async def cancel_for_staff(uow: UnitOfWork, held: list[Reservation], *, reason: str) -> None:
+    """Cancel these locked active reservations as a seat closing does: owners told why,
+    offers back to WAITING at their old place in the queue."""
     conn, now = uow.conn, uow.now
-    held = await admin_db.active_on_seat(conn, seat_id, now=now)
     await admin_db.cancel_for_staff(conn, [r.id for r in held], now=now, reason=reason)
     for r in held:
         if r.status is ReservationStatus.HELD:

@@ -184,6 +184,20 @@ def _idempotency_key_reused(failure: Failure, case: Case[Any], response: Respons
     )
 
 
+def _hours_out_of_order(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on PUT /admin/branches/{id}/hours and POST
+    # /admin/branches/{id}/closures: a day's intervals must each open before they close,
+    # be sorted and not overlap (api.md, "Opening hours"); JSON Schema cannot compare two
+    # strings of one item, nor items of a list. The descriptions say so.
+    rules = ("opens must be before closes", "must be sorted and must not overlap")
+    return isinstance(failure, RejectedPositiveData) and any(
+        issue.get("loc", [])[:2] in (["body", "weekly"], ["body", "open"])
+        and any(rule in str(issue.get("msg")) for rule in rules)
+        for issue in _json(response).get("detail") or []
+        if isinstance(issue, dict)
+    )
+
+
 EXCUSES = (
     _rejected_by_a_booking_rule,
     _password_over_72_bytes,
@@ -191,6 +205,7 @@ EXCUSES = (
     _both_waitlist_targets,
     _reserved_email_domain,
     _idempotency_key_reused,
+    _hours_out_of_order,
 )
 
 
