@@ -145,7 +145,14 @@ async def scan(
         if context.to_check_in is not None:
             return Scanned(
                 "checked_in",
-                await _check_in(conn, publisher, settings, user, context.to_check_in, now),
+                await reservations_service.check_in(
+                    conn,
+                    publisher,
+                    settings,
+                    user=user,
+                    reservation_id=context.to_check_in,
+                    now=now,
+                ),
             )
         if context.checked_in_here is not None:
             # Scanning again (a reload, a second tap) is not a conflict with oneself.
@@ -180,23 +187,6 @@ def walk_in_end(settings: Settings, *, now: datetime, next_start: datetime | Non
     if next_start is not None:
         candidates.append(next_start)
     return min(candidates)
-
-
-async def _check_in(
-    conn: Connection,
-    publisher: Publisher,
-    settings: Settings,
-    user: TokenUser,
-    reservation_id: int,
-    now: datetime,
-) -> ReservationOut:
-    async def work(uow: UnitOfWork) -> Reservation:
-        return await reservations_service.checked_in(
-            uow, settings, reservation_id, owner_id=user.id
-        )
-
-    reservation = await run_unit(conn, publisher, now=now, work=work, atomic=False)
-    return reservations_service.to_out(reservation, settings)
 
 
 async def _walk_in(
