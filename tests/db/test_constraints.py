@@ -1,6 +1,7 @@
 """The booking invariants are PostgreSQL constraints: tested in SQL, alone and under contention."""
 
 import asyncio
+import random
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -310,7 +311,15 @@ async def race_to_book(
 ) -> list[int | BaseException]:
     """Each (user, seat) books an interval overlapping 10:30-11:00 on its own connection;
     all connect first, then are released at once."""
-    conns = await asyncio.gather(*(asyncpg.connect(database_url) for _ in attempts))
+    # Deadlocks are found only after deadlock_timeout (1 s by default), and each new wait
+    # restarts that timer: on a slow machine twenty inserters that all keep colliding took
+    # minutes. A short timeout keeps the storm short; it changes nothing about who wins.
+    conns = await asyncio.gather(
+        *(
+            asyncpg.connect(database_url, server_settings={"deadlock_timeout": "20ms"})
+            for _ in attempts
+        )
+    )
     start_together = asyncio.Barrier(len(attempts))
 
     async def attempt(conn: asyncpg.Connection, index: int, user_id: int, seat_id: int) -> int:
@@ -319,13 +328,14 @@ async def race_to_book(
         # Two inserts that conflict can each find the other's index entry and wait on it;
         # PostgreSQL then aborts one with "deadlock detected" (40P01) rather than an
         # exclusion violation. Whoever inserts reservations must retry on it, as here: the
-        # retry then meets the committed winner and gets the exclusion violation.
-        for _ in range(10):
+        # retry then meets the committed winner and gets the exclusion violation. The
+        # random pause keeps the losers from colliding again in lockstep.
+        for _ in range(50):
             try:
                 return await book(conn, user_id, seat_id, start, T11)
             except asyncpg.DeadlockDetectedError:
-                continue
-        raise AssertionError("still deadlocking after 10 attempts")
+                await asyncio.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter)
+        raise AssertionError("still deadlocking after 50 attempts")
 
     try:
         tasks = [
