@@ -24,10 +24,12 @@ from app.errors import (
 from app.schemas.reservations import (
     IDEMPOTENCY_KEY_PATTERN,
     ReservationCreate,
+    ReservationExtend,
     ReservationList,
     ReservationOut,
     ReservationQuery,
 )
+from app.services import extension as extension_service
 from app.services import reservations as reservations_service
 
 router = APIRouter(tags=["reservations"], responses=error_responses(NotAuthenticated, InvalidToken))
@@ -198,3 +200,46 @@ async def get_reservation_ics(
         media_type="text/calendar; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="reservation-{reservation_id}.ics"'},
     )
+
+
+@router.post(
+    "/reservations/{reservation_id}/extend",
+    response_model=ReservationOut,
+    responses=error_responses(
+        NotFound,
+        InvalidState,
+        SeatConflict,
+        UserOverlap,
+        IdempotencyInProgress,
+        InvalidInterval,
+        IdempotencyMismatch,
+    ),
+)
+async def extend_reservation(
+    reservation_id: PathId,
+    body: ReservationExtend,
+    user: CurrentUser,
+    conn: Conn,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    now: Now,
+    idempotency_key: IdempotencyKey = None,
+) -> ReservationOut | Response:
+    """Move the end of your CONFIRMED or CHECKED_IN reservation later (not once it has ended).
+
+    The whole reservation, start to the new end, follows the booking rules; time taken on
+    the seat or by another of your reservations answers 409 as a booking does."""
+    extended = await extension_service.extend(
+        conn,
+        publisher,
+        settings,
+        user=user,
+        reservation_id=reservation_id,
+        data=body,
+        now=now,
+        idempotency_key=idempotency_key,
+    )
+    if isinstance(extended, ReservationOut):
+        return extended
+    headers = {"Idempotent-Replayed": "true"} if extended.replayed else None
+    return JSONResponse(extended.body, status_code=extended.status_code, headers=headers)

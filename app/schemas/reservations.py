@@ -62,3 +62,12 @@ class ReservationOut(BaseModel):
 class ReservationList(BaseModel):
     items: list[ReservationOut]
     total: int
+
+
+class ReservationExtend(BaseModel):
+    """``POST /reservations/{id}/extend``."""
+
+    end_time: Instant = Field(
+        description="The new end: later than the current one; the whole reservation at most "
+        "MAX_RESERVATION_HOURS long (half-open interval)"
+    )
