@@ -96,6 +96,20 @@ async def _stream_user(
     return decode_token(token, secret=settings.jwt_secret).user
 
 
+async def _optional_user(
+    request: Request,
+    token: Annotated[str | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(_settings)],
+) -> TokenUser | None:
+    """The caller, when a token (header, else session cookie) is sent; None when none is.
+    A token that is sent but invalid or expired is a 401 ``invalid_token`` as everywhere
+    else, not silently ignored: the client meant it to count."""
+    token = token or request.cookies.get(sessions.SESSION_COOKIE)
+    if not token:
+        return None
+    return decode_token(token, secret=settings.jwt_secret).user
+
+
 async def _admin_user(user: Annotated[TokenUser, Depends(_current_user)]) -> TokenUser:
     if not user.is_admin:
         raise Forbidden("This needs the admin role")
@@ -114,6 +128,7 @@ Now = Annotated[datetime, Depends(_now)]
 CurrentUser = Annotated[TokenUser, Depends(_current_user)]
 StreamUser = Annotated[TokenUser, Depends(_stream_user)]
 AdminUser = Annotated[TokenUser, Depends(_admin_user)]
+OptionalUser = Annotated[TokenUser | None, Depends(_optional_user)]
 
 # A path id: a positive 64-bit integer, else 422.
 PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]

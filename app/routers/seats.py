@@ -4,7 +4,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from app.deps import CacheDep, Conn, CurrentUser, Now, PathId, PoolDep, PublisherDep, SettingsDep
+from app.deps import (
+    CacheDep,
+    Conn,
+    CurrentUser,
+    Now,
+    OptionalUser,
+    PathId,
+    PoolDep,
+    PublisherDep,
+    SettingsDep,
+)
 from app.errors import (
     InvalidInterval,
     InvalidState,
@@ -28,8 +38,10 @@ from app.schemas.seats import (
     SeatList,
     SeatQuery,
 )
+from app.schemas.suggest import SuggestionList, SuggestQuery
 from app.services import seat_codes as seat_codes_service
 from app.services import seats as seats_service
+from app.services import suggest as suggest_service
 
 router = APIRouter(tags=["seats"])
 
@@ -43,6 +55,38 @@ async def list_seats(
         pool, cache, query, slot=request_slot(request.scope), now=now
     )
     return Response(listing.body, media_type="application/json")  # follows SeatList
+
+
+# Before /seats/{seat_id}, so that "suggest" is not read as a seat id.
+@router.get(
+    "/seats/suggest",
+    response_model=SuggestionList,
+    responses=error_responses(InvalidToken, InvalidInterval),
+)
+async def suggest_seats(
+    query: Annotated[SuggestQuery, Query()],
+    user: OptionalUser,
+    conn: Conn,
+    settings: SettingsDep,
+    now: Now,
+) -> SuggestionList:
+    """Find me a seat: the best ACTIVE seats free for [start_time, start_time +
+    duration_minutes) in branches open for all of it, best first.
+
+    `branch` restricts (an unknown name answers no items, as GET /seats); `area`,
+    `has_power` and `has_monitor` are preferences that rank, not filters, so a close match
+    is still offered when no seat has everything. Ranked by the preferences met, then by
+    how long the seat stays free after the interval (`free_until`: its next reservation or
+    the branch's closing time, null when neither comes within 24 hours; compared in half
+    hours), then, with a token, the student's habits over the last 90 days (the branch
+    and the area of most of their reservations). Without a token there are no habits; an
+    invalid or expired token is 401 `invalid_token`. When no seat is free for the whole
+    interval, the items are the earliest times on the same local day (the branch's) at
+    which a seat is, with `start_time` and `end_time` moved there. `reasons` say why, in
+    the branch's local time."""
+    return await suggest_service.suggest(
+        conn, settings, query, user_id=user.id if user else None, now=now
+    )
 
 
 @router.get("/seats/{seat_id}", response_model=SeatDetailOut, responses=error_responses(NotFound))
