@@ -100,6 +100,18 @@ async def staff_codes_page(request: Request, branch: str) -> HTMLResponse:
     return _page(request, "staff/codes.html", f"Seat codes · {branch}", branch=branch)
 
 
+@router.get("/app/staff/hours", response_class=HTMLResponse)
+async def staff_hours_page(request: Request) -> HTMLResponse:
+    """A branch's weekly hours and its closures (PUT .../hours, POST/DELETE closures)."""
+    return _page(request, "staff/hours.html", "Hours and closures · Staff")
+
+
+@router.get("/app/staff/policy", response_class=HTMLResponse)
+async def staff_policy_page(request: Request) -> HTMLResponse:
+    """A branch's booking rules (PUT /admin/branches/{id}/policy)."""
+    return _page(request, "staff/policy.html", "Policy · Staff")
+
+
 @router.get("/app/staff/desk", response_class=HTMLResponse)
 async def staff_desk_page(request: Request) -> HTMLResponse:
     return _page(request, "staff/desk.html", "Desk · Staff")

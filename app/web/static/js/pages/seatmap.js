@@ -7,6 +7,7 @@
 
 import { request, me, hhmm, dayTime, requireSignIn } from "/static/js/api.js";
 import { h, announce, showError, clearError, showOk, busy, dateValue, timeValue, localDate } from "/static/js/ui.js";
+import { hoursBlock, openState, weekOf } from "/static/js/hours.js";
 
 const main = document.getElementById("main");
 const branch = main.dataset.branch;
@@ -237,6 +238,32 @@ form.addEventListener("submit", (event) => {
 for (const control of [form.area, form.power, form.monitor, form.free_only]) control.addEventListener("change", render);
 for (const control of [form.date, form.start, form.duration]) control.addEventListener("change", loadSoon);
 document.addEventListener("dlsms:changed", loadSoon);
+
+// The branch's hours (GET /branches for its id and open state, then its week), read again
+// when it opens or closes.
+let hoursTimer = null;
+async function loadHours() {
+  const body = document.getElementById("hours-body");
+  try {
+    const b = (await request("GET", "/branches")).find((x) => x.name === branch);
+    if (!b) {
+      body.replaceChildren(h("p", { class: "meta" }, "No such branch."));
+      return;
+    }
+    const wasOpen = body.querySelector("details")?.open;
+    const block = hoursBlock(await weekOf(b.id), "map");
+    if (wasOpen) block.querySelector("details").open = true;
+    body.replaceChildren(openState(b), block);
+    clearTimeout(hoursTimer);
+    if (b.next_change_at) {
+      const wait = new Date(b.next_change_at).getTime() - Date.now() + 1000;
+      hoursTimer = setTimeout(loadHours, Math.min(Math.max(wait, 1000), 2 ** 31 - 1));
+    }
+  } catch (err) {
+    body.replaceChildren(h("p", { class: "meta" }, `Opening hours unavailable: ${err.message}`));
+  }
+}
+loadHours();
 
 const stream = new EventSource(`/seats/stream?branch=${encodeURIComponent(branch)}`);
 stream.addEventListener("open", loadSoon);
