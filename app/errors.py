@@ -151,6 +151,24 @@ class InvalidInterval(DomainError):
     status_code, code, default_detail = 422, "invalid_interval", "Invalid time interval"
 
 
+class OutsideOpeningHours(DomainError):
+    """A booking, waitlist entry, offer or extension not inside one opening of its
+    branch; the detail names that day's openings in local time (app/services/rules.py)."""
+
+    status_code, code = 422, "outside_opening_hours"
+    default_detail = "The branch is not open for the whole interval"
+
+
+class QuotaExceeded(DomainError):
+    """Over a branch quota: ``quota`` is the policy field, ``used`` what was used before
+    the refused request (app/services/quotas.py)."""
+
+    status_code, code, default_detail = 409, "quota_exceeded", "Over the branch's quota"
+
+    def __init__(self, detail: str, *, quota: str, limit: float, used: float) -> None:
+        super().__init__(detail, extra={"quota": quota, "limit": limit, "used": used})
+
+
 class IdempotencyMismatch(DomainError):
     status_code, code = 422, "idempotency_mismatch"
     default_detail = "This Idempotency-Key was used with a different request body"

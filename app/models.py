@@ -88,6 +88,9 @@ class Reservation(Row):
     cancelled_at: datetime | None
     cancel_reason: str | None
     offer_expires_at: datetime | None
+    # The branch's own check-in policy (None: the global setting; app/services/policy.py).
+    branch_checkin_early_minutes: float | None = None
+    branch_grace_minutes: float | None = None
 
 
 class WaitlistEntry(Row):

@@ -58,6 +58,7 @@ async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:
 
 _LOCK_BRANCH = "SELECT id, name, timezone, hours FROM branches WHERE id = $1 FOR UPDATE"
 _SET_HOURS = "UPDATE branches SET hours = $2 WHERE id = $1"
+_LOCK_POLICY = f"SELECT name, {', '.join(POLICY_COLUMNS)} FROM branches WHERE id = $1 FOR UPDATE"
 # Every active reservation of the branch that has not ended, locked for a cancellation.
 _ACTIVE_IN_BRANCH = f"""
     SELECT {RESERVATION_COLUMNS}
@@ -88,6 +89,25 @@ async def lock_branch(conn: Connection, branch_id: int) -> dict[str, Any] | None
 
 async def set_hours(conn: Connection, branch_id: int, hours: dict[str, Any]) -> None:
     await conn.execute(_SET_HOURS, branch_id, hours)
+
+
+async def lock_policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:
+    """The branch's name and own policy columns, locked for a change; None: no branch."""
+    row = await conn.fetchrow(_LOCK_POLICY, branch_id)
+    return None if row is None else dict(row)
+
+
+async def set_policy(conn: Connection, branch_id: int, changes: dict[str, Any]) -> None:
+    """Set the named policy columns (None: back to the global setting)."""
+    names = [name for name in changes if name in POLICY_COLUMNS]  # never a caller's text
+    if not names:
+        return
+    assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(names, start=2))
+    await conn.execute(
+        f"UPDATE branches SET {assignments} WHERE id = $1",
+        branch_id,
+        *(changes[name] for name in names),
+    )
 
 
 async def active_in_branch(conn: Connection, branch_id: int, *, now: datetime) -> list[Reservation]:

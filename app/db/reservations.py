@@ -18,9 +18,18 @@ Scope = Literal["upcoming", "history", "all"]
 COLUMNS = """
     r.id, r.user_id, r.seat_id, s.branch_id, b.name AS branch, s.area, s.label,
     r.start_time, r.end_time, r.status, r.created_at, r.checked_in_at, r.cancelled_at,
-    r.cancel_reason, r.offer_expires_at
+    r.cancel_reason, r.offer_expires_at,
+    b.checkin_early_minutes AS branch_checkin_early_minutes,
+    b.grace_minutes AS branch_grace_minutes
 """
 _JOIN_SEAT = "JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id"
+
+
+def branch_minutes(column: str, default: str) -> str:
+    """The branch ``b``'s own policy value in minutes as an interval, else the global
+    setting passed as the interval parameter ``default`` (app/services/policy.py)."""
+    return f"coalesce(b.{column} * interval '1 minute', {default}::interval)"
+
 
 # What booking needs to know first, in one round trip: the seat, and the user's recent
 # no-shows (fair use).
@@ -96,7 +105,8 @@ _CHECK_IN = f"""
     FROM seats s JOIN branches b ON b.id = s.branch_id
     WHERE r.id = $1 AND s.id = r.seat_id AND ($2::bigint IS NULL OR r.user_id = $2)
       AND r.status = 'CONFIRMED'
-      AND $3 BETWEEN r.start_time - $4::interval AND r.start_time + $5::interval
+      AND $3 BETWEEN r.start_time - {branch_minutes("checkin_early_minutes", "$4")}
+                 AND r.start_time + {branch_minutes("grace_minutes", "$5")}
     RETURNING {COLUMNS}
 """
 
@@ -118,7 +128,8 @@ _CANCEL = f"""
     SET status = 'CANCELLED', cancelled_at = $3, cancel_reason = $5, updated_at = $3
     FROM seats s JOIN branches b ON b.id = s.branch_id
     WHERE r.id = $1 AND s.id = r.seat_id AND r.user_id = $2
-      AND (r.status = 'HELD' OR (r.status = 'CONFIRMED' AND $3 <= r.start_time + $4::interval))
+      AND (r.status = 'HELD' OR (r.status = 'CONFIRMED'
+                                 AND $3 <= r.start_time + {branch_minutes("grace_minutes", "$4")}))
     RETURNING {COLUMNS}
 """
 

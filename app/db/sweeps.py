@@ -7,16 +7,19 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from app.db.pool import Connection
-from app.db.reservations import COLUMNS
+from app.db.reservations import COLUMNS, branch_minutes
 from app.models import Reservation
 
-# $1 now, $2 grace, $3 batch size
+# $1 now, $2 the global grace, $3 batch size. Each reservation's grace is its branch's
+# (app/services/policy.py); a grace is never negative, so start_time < now bounds the scan.
 _NO_SHOWS = f"""
     WITH due AS (
-        SELECT id FROM reservations
-        WHERE status = 'CONFIRMED' AND start_time < $1::timestamptz - $2::interval
-        ORDER BY start_time LIMIT $3
-        FOR UPDATE SKIP LOCKED
+        SELECT r.id FROM reservations r
+        JOIN seats s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+        WHERE r.status = 'CONFIRMED' AND r.start_time < $1::timestamptz
+          AND r.start_time < $1::timestamptz - {branch_minutes("grace_minutes", "$2")}
+        ORDER BY r.start_time LIMIT $3
+        FOR UPDATE OF r SKIP LOCKED
     )
     UPDATE reservations r SET status = 'NO_SHOW', updated_at = $1
     FROM due, seats s JOIN branches b ON b.id = s.branch_id

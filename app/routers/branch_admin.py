@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import AdminUser, Conn, Now, PathId, PublisherDep
+from app.deps import AdminUser, Conn, Now, PathId, PublisherDep, SettingsDep
 from app.errors import (
     AlreadyExists,
     Forbidden,
@@ -20,6 +20,8 @@ from app.schemas.branches import (
     ClosureQuery,
     HoursChangeOut,
     HoursPut,
+    PolicyOut,
+    PolicyPut,
 )
 from app.services import branch_admin as branch_admin_service
 
@@ -86,4 +88,18 @@ async def delete_closure(
     """Remove a closure: the weekly hours decide those dates again."""
     return await branch_admin_service.delete_closure(
         conn, publisher, actor=admin, closure_id=closure_id, now=now
+    )
+
+
+@router.put(
+    "/branches/{branch_id}/policy", response_model=PolicyOut, responses=error_responses(NotFound)
+)
+async def put_branch_policy(
+    branch_id: PathId, body: PolicyPut, admin: AdminUser, conn: Conn, publisher: PublisherDep,
+    settings: SettingsDep, now: Now,
+) -> PolicyOut:  # fmt: skip
+    """Change the fields named (`null`: back to the global setting); answers the policy in
+    force. The check-in window, grace, offers' claim time and the sweeps follow it."""
+    return await branch_admin_service.set_policy(
+        conn, publisher, settings, actor=admin, branch_id=branch_id, data=body, now=now
     )

@@ -167,3 +167,37 @@ class ClosureOut(BaseModel):
     reason: str
     open: list[OpeningSpan] | None
     cancelled: list[int] = Field(description="The reservations this closure cancelled")
+
+
+_BACK_TO_GLOBAL = "; null: back to the global setting"
+
+
+class PolicyPut(BaseModel):
+    """The policy fields to change; a field left out stays as it is, `null` returns it to
+    the global setting (quotas: none)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    max_reservation_hours: float | None = Field(
+        None, gt=0, le=168, description="Longest reservation" + _BACK_TO_GLOBAL
+    )
+    booking_horizon_days: float | None = Field(
+        None, gt=0, le=366, description="How far ahead one can book" + _BACK_TO_GLOBAL
+    )
+    checkin_early_minutes: float | None = Field(
+        None, ge=0, le=1440, description="Check-in opens this early" + _BACK_TO_GLOBAL
+    )
+    grace_minutes: float | None = Field(
+        None, ge=0, le=1440, description="Check-in closes this late, then no-show" + _BACK_TO_GLOBAL
+    )
+    claim_minutes: float | None = Field(
+        None, gt=0, le=1440, description="Time to claim a waitlist offer" + _BACK_TO_GLOBAL
+    )
+    max_bookings_per_day: int | None = Field(
+        None, ge=0, le=1000,
+        description="Reservations per student starting on one local day" + _BACK_TO_GLOBAL,
+    )  # fmt: skip
+    max_hours_per_week: float | None = Field(
+        None, ge=0, le=168,
+        description="Booked hours per student in one ISO week, local time" + _BACK_TO_GLOBAL,
+    )  # fmt: skip

@@ -18,12 +18,15 @@ from app.schemas.branches import (
     ClosureOut,
     HoursChangeOut,
     HoursPut,
+    PolicyOut,
+    PolicyPut,
 )
 from app.services import admin as admin_service
 from app.services import branches as branches_service
 from app.services import openings
 from app.services.branches import Schedule
 from app.services.unit_of_work import UnitOfWork, run_unit
+from app.settings import Settings
 
 HOURS_CHANGED = "opening hours changed"
 
@@ -162,5 +165,37 @@ async def delete_closure(
         )  # fmt: skip
         uow.changes.branches.add(branch["name"])
         return out
+
+    return await run_unit(conn, publisher, now=now, work=work)
+
+
+async def set_policy(
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    actor: TokenUser,
+    branch_id: int,
+    data: PolicyPut,
+    now: datetime,
+) -> PolicyOut:
+    """Change the fields the request names (null: back to the global setting); answer the
+    policy now in force. Reservations already made keep their times; the check-in window,
+    grace, offers and quotas follow the new values from now on."""
+    changes = {name: getattr(data, name) for name in data.model_fields_set}
+
+    async def work(uow: UnitOfWork) -> PolicyOut:
+        before = await branches_db.lock_policy(uow.conn, branch_id)
+        if before is None:
+            raise NotFound("No such branch")
+        await branches_db.set_policy(uow.conn, branch_id, changes)
+        own = {**before, **changes}
+        await admin_db.audit(
+            uow.conn, actor_id=actor.id, action="branch.policy", entity="branch",
+            entity_id=branch_id,
+            before={name: before[name] for name in changes}, after=changes, now=now,
+        )  # fmt: skip
+        uow.changes.branches.add(before["name"])
+        return branches_service.effective_policy(settings, own)
 
     return await run_unit(conn, publisher, now=now, work=work)

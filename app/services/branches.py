@@ -18,8 +18,9 @@ from app.schemas.branches import (
     PolicyOut,
 )
 from app.schemas.seats import Interval
-from app.services import openings
+from app.services import openings, policy
 from app.services.openings import Closure, Weekly
+from app.services.policy import Policy
 from app.settings import Settings
 
 MAX_HOURS_DAYS = 62
@@ -118,18 +119,12 @@ async def get_branch(
 
 def effective_policy(settings: Settings, own: dict[str, Any]) -> PolicyOut:
     """The branch's values where set, else the global settings (quotas: none)."""
-    defaults: dict[str, Any] = {
-        "max_reservation_hours": settings.MAX_RESERVATION_HOURS,
-        "booking_horizon_days": settings.BOOKING_HORIZON_DAYS,
-        "checkin_early_minutes": settings.CHECKIN_EARLY_MINUTES,
-        "grace_minutes": settings.GRACE_MINUTES,
-        "claim_minutes": settings.CLAIM_MINUTES,
-        "max_bookings_per_day": None,
-        "max_hours_per_week": None,
-    }
-    return PolicyOut.model_validate(
-        {name: own[name] if own[name] is not None else defaults[name] for name in defaults}
-    )
+    return PolicyOut.model_validate(policy.effective(settings, own).as_dict())
+
+
+async def policy_of(conn: Connection, settings: Settings, branch_id: int) -> Policy:
+    """The rules in force at a branch (the global ones for an unknown branch)."""
+    return policy.effective(settings, await branches_db.policy(conn, branch_id) or {})
 
 
 async def day_hours(

@@ -27,7 +27,7 @@ from app.schemas.reservations import (
     ReservationQuery,
     SeatRef,
 )
-from app.services import calendar, fair_use, rules
+from app.services import calendar, fair_use, policy, rules
 from app.services import idempotency as idempotency_service
 from app.services import waitlist as waitlist_service
 from app.services.access import check_may_read_user
@@ -39,6 +39,7 @@ SELF_CANCEL_REASON = "cancelled by the user"
 
 
 def to_out(r: Reservation, settings: Settings) -> ReservationOut:
+    opens, deadline = policy.checkin_window(r, settings)
     return ReservationOut(
         id=r.id,
         user_id=r.user_id,
@@ -51,8 +52,8 @@ def to_out(r: Reservation, settings: Settings) -> ReservationOut:
         checked_in_at=r.checked_in_at,
         cancelled_at=r.cancelled_at,
         cancel_reason=r.cancel_reason,
-        check_in_opens_at=r.start_time - settings.checkin_early,
-        check_in_deadline=r.start_time + settings.grace,
+        check_in_opens_at=opens,
+        check_in_deadline=deadline,
         offer_expires_at=r.offer_expires_at,
     )
 
@@ -222,8 +223,7 @@ async def checked_in(
 def check_in_refusal(current: Reservation, settings: Settings) -> InvalidState | CheckinWindow:
     if current.status != ReservationStatus.CONFIRMED:
         return InvalidState(f"Cannot check in a {current.status} reservation")
-    opens = current.start_time - settings.checkin_early
-    deadline = current.start_time + settings.grace
+    opens, deadline = policy.checkin_window(current, settings)
     return CheckinWindow(
         f"Check-in is open from {iso_z(opens)} to {iso_z(deadline)}",
         extra={"check_in_opens_at": opens, "check_in_deadline": deadline},

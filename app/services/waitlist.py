@@ -15,6 +15,7 @@ from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Susp
 from app.models import NotificationType, Reservation, TokenUser, WaitlistEntry, WaitlistStatus
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
+from app.services import branches as branches_service
 from app.services import fair_use, rules
 from app.services.access import check_may_read_user
 from app.services.unit_of_work import UnitOfWork, run_unit
@@ -170,7 +171,7 @@ async def offer_released(
     conn, now = uow.conn, uow.now
     released = seats_db.interval(start, end)
     tried: list[int] = []
-    expires_at = now + settings.claim_window
+    expires_at = now + (await branches_service.policy_of(conn, settings, branch_id)).claim_window
     for _ in range(MAX_OFFERS_PER_RELEASE):
         candidate = await waitlist_db.next_candidate(
             conn, seat_id=seat_id, branch_id=branch_id, released=released, now=now, skip=tried

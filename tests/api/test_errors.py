@@ -19,6 +19,7 @@ from app.errors import (
     DatabaseUnavailable,
     DomainError,
     InternalError,
+    QuotaExceeded,
     RateLimited,
     Suspended,
 )
@@ -226,6 +227,8 @@ def domain_error(error_type: type[DomainError]) -> DomainError:
         return RateLimited(30)
     if error_type is InternalError:
         return InternalError("req-1")
+    if error_type is QuotaExceeded:
+        return QuotaExceeded("Over the quota", quota="max_bookings_per_day", limit=2, used=2)
     return error_type()
 
 
