@@ -20,18 +20,20 @@ _ACTIVE = statuses.active("r")
 # unclaimed waitlist offers).
 _BOOKED = "r.status IN ('CONFIRMED', 'CHECKED_IN', 'COMPLETED', 'NO_SHOW')"
 
-# $1 user id or NULL, $2 habits since, $3 habits until (now).
+# $1 user id or NULL, $2 habits since, $3 habits until (now). The student's bookings
+# are read once (reservations_user_start_idx), then counted two ways.
 _HABITS = f"""
-    habits AS (
+    booked AS MATERIALIZED (
+        SELECT hs.branch_id, hs.area, r.start_time
+        FROM reservations r JOIN seats hs ON hs.id = r.seat_id
+        WHERE r.user_id = $1 AND {_BOOKED} AND r.start_time >= $2 AND r.start_time < $3
+    ),
+    habits AS MATERIALIZED (
         SELECT
-            (SELECT hs.branch_id FROM reservations r JOIN seats hs ON hs.id = r.seat_id
-             WHERE r.user_id = $1 AND {_BOOKED} AND r.start_time >= $2 AND r.start_time < $3
-             GROUP BY hs.branch_id ORDER BY count(*) DESC, max(r.start_time) DESC LIMIT 1)
-                AS branch_id,
-            (SELECT hs.area FROM reservations r JOIN seats hs ON hs.id = r.seat_id
-             WHERE r.user_id = $1 AND {_BOOKED} AND r.start_time >= $2 AND r.start_time < $3
-             GROUP BY hs.area ORDER BY count(*) DESC, max(r.start_time) DESC LIMIT 1)
-                AS area
+            (SELECT branch_id FROM booked GROUP BY branch_id
+             ORDER BY count(*) DESC, max(start_time) DESC LIMIT 1) AS branch_id,
+            (SELECT area FROM booked GROUP BY area
+             ORDER BY count(*) DESC, max(start_time) DESC LIMIT 1) AS area
     )
 """
 
@@ -63,8 +65,8 @@ _MATCHES = """
 # $9 the interval's end, $13 the end of the look-ahead.
 _SCORE = f"""
     ({_MATCHES} * 1000
-     + 10 * floor(extract(epoch FROM (coalesce(c.free_until, $13::timestamptz) - $9::timestamptz))
-                  / 1800)
+     + 10 * floor(date_part('epoch', coalesce(c.free_until, $13::timestamptz) - $9::timestamptz)
+                  / 1800)::int
      + 2 * coalesce((s.branch_id = h.branch_id)::int, 0)
      + coalesce((s.area = h.area)::int, 0))::float8
 """

@@ -56,7 +56,14 @@ async def suggest(
     start = query.start_time or now
     duration = timedelta(minutes=query.duration_minutes)
     end = start + duration
-    rules.check_interval(start, end, settings, now)
+    # The global rules here (app/services/rules.py's CLOCK_SKEW); a branch's own policy
+    # (shorter maximum, nearer horizon) leaves its seats out in app/db/suggest.py.
+    if start < now - rules.CLOCK_SKEW:
+        raise InvalidInterval("start_time is in the past")
+    if start > now + settings.booking_horizon:
+        raise InvalidInterval(
+            f"start_time must be within {settings.BOOKING_HORIZON_DAYS:g} days from now"
+        )
 
     found = await schedules(conn, now=now)
     ask = _ask(query, user_id=user_id, now=now, start=start, end=end, look_ahead=end + LOOK_AHEAD)
@@ -120,6 +127,10 @@ def _with_branches(ask: suggest_db.Ask, closing: dict[int, datetime | None]) -> 
 
 def _closing(schedule: Schedule, at: datetime, look_ahead: datetime) -> datetime | None:
     """When the opening holding ``at`` ends (None: not before ``look_ahead``)."""
+    # One opening holding the whole look-ahead is the common case (open around the
+    # clock) and a cheap question; next_change scans two weeks of hours.
+    if openings.covering_opening(schedule.weekly, schedule.closures, schedule.zone, at, look_ahead):
+        return None
     change = schedule.next_change(at)
     return change if change is not None and change < look_ahead else None
 
