@@ -78,7 +78,7 @@ export function showFieldErrors(form, err, box) {
   }
   const placed = issues.length - leftover.length;
   const summary = placed
-    ? `Please check the ${placed === 1 ? "field" : `${placed} fields`} marked below.${leftover.length ? ` Also: ${leftover.join("; ")}` : ""}`
+    ? `Please check the ${placed === 1 ? "field" : `${placed} fields`} marked ⚠.${leftover.length ? ` Also: ${leftover.join("; ")}` : ""}`
     : `Please check the form: ${leftover.join("; ")}`;
   showError(box, new Error(summary));
   if (first) first.focus?.();
