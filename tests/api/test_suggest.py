@@ -109,10 +109,10 @@ async def test_requested_amenities_rank_first_and_are_preferences_not_filters(
 
 
 async def test_a_seat_free_longer_after_the_interval_ranks_higher(
-    api: httpx.AsyncClient, db: asyncpg.Connection
+    api: httpx.AsyncClient, db: asyncpg.Connection, alice: Student
 ) -> None:
     berlin = await add_branch(db, "Berlin", "Europe/Berlin")
-    soon = await add_seat(db, berlin, "soon")
+    soon = await add_seat(db, berlin, "soon", area="Window")
     later = await add_seat(db, berlin, "later")
     await add_seat(db, berlin, "open-ended")
     # The interval is 09:30-11:30 UTC; "soon" is booked again at 12:00, "later" at 14:00.
@@ -127,6 +127,19 @@ async def test_a_seat_free_longer_after_the_interval_ranks_higher(
     # In the branch's local time (CET, UTC+1).
     assert "Free until 15:00" in items[1]["reasons"]
     assert "Free until 13:00" in items[2]["reasons"]
+    assert items[0]["score"] > items[1]["score"] > items[2]["score"]
+    # Free time outweighs habits: Alice usually sits in the Window area, where "soon" is.
+    await add_reservation(
+        db,
+        user_id=alice.id,
+        seat_id=soon,
+        start=NOW - timedelta(days=2),
+        end=NOW - timedelta(days=2) + timedelta(hours=1),
+        status="COMPLETED",
+    )
+    mine = await suggest(api, headers=alice.headers)
+    assert labels(mine) == ["open-ended", "later", "soon"]
+    assert "In Window, where you usually sit" in mine[2]["reasons"]
 
 
 async def test_habits_of_the_last_90_days_reorder_equal_seats_only_with_a_token(
