@@ -52,6 +52,12 @@ async def branches_page(request: Request) -> HTMLResponse:
     return _page(request, "branches.html", "Branches")
 
 
+@router.get("/app/find", response_class=HTMLResponse)
+async def find_seat_page(request: Request) -> HTMLResponse:
+    """Find me a seat: GET /seats/suggest for a duration, each suggestion with Book."""
+    return _page(request, "find.html", "Find me a seat")
+
+
 @router.get("/app/branches/{name}", response_class=HTMLResponse)
 async def seat_map_page(request: Request, name: str) -> HTMLResponse:
     return _page(request, "seatmap.html", name, branch=name)

