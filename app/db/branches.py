@@ -37,6 +37,19 @@ _SCHEDULES = """
     ORDER BY b.id
 """
 
+# One branch's schedule, name and own policy: by branch id $1, or by the seat $3 when
+# $1 is NULL; closures ending on or after the local date $2.
+_RULES = f"""
+    SELECT b.id, b.name, b.timezone, b.hours, {", ".join("b." + c for c in POLICY_COLUMNS)},
+           coalesce((SELECT jsonb_agg(jsonb_build_object(
+                         'id', c.id, 'date_from', c.date_from, 'date_to', c.date_to,
+                         'reason', c.reason, 'open', c.open) ORDER BY c.date_from)
+                     FROM branch_closures c WHERE c.branch_id = b.id AND c.date_to >= $2),
+                    '[]'::jsonb) AS closures
+    FROM branches b
+    WHERE b.id = coalesce($1::bigint, (SELECT branch_id FROM seats WHERE id = $3::bigint))
+"""
+
 _POLICY = f"SELECT {', '.join(POLICY_COLUMNS)} FROM branches WHERE id = $1"
 
 
@@ -46,6 +59,15 @@ async def schedules(
     """``{id, timezone, hours, closures: [{id, date_from, date_to, reason, open}]}`` per
     branch (dates as ISO text)."""
     return [dict(row) for row in await conn.fetch(_SCHEDULES, since, branch_id)]
+
+
+async def rules(
+    conn: Connection, *, since: date, branch_id: int | None = None, seat_id: int | None = None
+) -> dict[str, Any] | None:
+    """A branch's schedule (as ``schedules`` answers it), name and own policy columns, by
+    branch or by one of its seats; None: no such branch or seat."""
+    row = await conn.fetchrow(_RULES, branch_id, since, seat_id)
+    return None if row is None else dict(row)
 
 
 async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:

@@ -5,13 +5,15 @@ from datetime import datetime, timedelta
 
 from app.db import statuses
 from app.db.pool import Connection
+from app.db.reservations import branch_minutes
 from app.db.seats import interval
 
 _ACTIVE = statuses.active("r")
 
 # One round trip for a scan: the seat, whether anything active covers $6 ([now, now +
 # tolerance), matched like seats.py so the GiST index serves it), the caller's
-# CONFIRMED reservation here whose check-in window [start - $4, start + $5] holds now
+# CONFIRMED reservation here whose check-in window (its branch's, else [start - $4,
+# start + $5]) holds now
 # (one not yet ended first), the caller's CHECKED_IN one here that has not ended (a
 # repeat scan; checked in early, it may not have started; checked in by a concurrent
 # tap whose clock read came a moment after ours, up to $7 later), and when the seat's
@@ -24,7 +26,8 @@ _CONTEXT = f"""
                  AND tstzrange(r.start_time, r.end_time, '[)') && $6::tstzrange) AS free_now,
            (SELECT r.id FROM reservations r
             WHERE r.seat_id = s.id AND r.user_id = $2 AND r.status = 'CONFIRMED'
-              AND $3 BETWEEN r.start_time - $4::interval AND r.start_time + $5::interval
+              AND $3 BETWEEN r.start_time - {branch_minutes("checkin_early_minutes", "$4")}
+                         AND r.start_time + {branch_minutes("grace_minutes", "$5")}
             ORDER BY r.end_time <= $3, r.start_time
             LIMIT 1) AS to_check_in,
            (SELECT r.id FROM reservations r

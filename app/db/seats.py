@@ -39,13 +39,21 @@ _RANK = "max(CASE r.status WHEN 'CHECKED_IN' THEN 3 WHEN 'CONFIRMED' THEN 2 ELSE
 _RANK_WORD = "CASE {rank} WHEN 3 THEN 'occupied' WHEN 2 THEN 'booked' WHEN 1 THEN 'held' END"
 
 
-def _state(taken: str) -> str:
+def _state(taken: str, closed: str) -> str:
     """The seat's state word for the web app's map: its status when not ACTIVE, else what
-    ``taken`` (a rank subquery, NULL when nothing active overlaps) makes of it."""
+    ``taken`` (a rank subquery, NULL when nothing active overlaps) makes of it, else
+    ``outside_hours`` when ``closed`` (its branch is not open for the asked time)."""
     return f"""
     CASE s.status WHEN 'MAINTENANCE' THEN 'maintenance' WHEN 'CLOSED' THEN 'closed'
-         ELSE coalesce({_RANK_WORD.format(rank=taken)}, 'free') END
+         ELSE coalesce({_RANK_WORD.format(rank=taken)},
+                       CASE WHEN {closed} THEN 'outside_hours' ELSE 'free' END) END
 """
+
+
+def _in_closed(param: str) -> str:
+    """Seat ``s``'s branch is among the bigint[] parameter ``param``: branches not open
+    for the asked time (app/services/branches.py ``closed_branches``)."""
+    return f"(s.branch_id = ANY({param}::bigint[]))"
 
 
 # The seats taken during $1 and how, found once through reservations_active_range_idx.
@@ -62,15 +70,21 @@ _FILTERS = """
     AND ($5::boolean IS NULL OR s.has_monitor = $5)
     AND ($6::text IS NULL OR s.status = $6)
 """
-_AVAILABLE_IN_BUSY = (
-    "(s.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.seat_id = s.id))"
-)
+
+
+def _available_in_busy(closed: str) -> str:
+    return (
+        "(s.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.seat_id = s.id)"
+        f" AND NOT {_in_closed(closed)})"
+    )
+
 
 _LIST = f"""
     WITH {_BUSY_SEATS}, matching AS (
         SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
-               {_AVAILABLE_IN_BUSY} AS available,
-               {_state("(SELECT busy.rank FROM busy WHERE busy.seat_id = s.id)")} AS state
+               {_available_in_busy("$10")} AS available,
+               {_state("(SELECT busy.rank FROM busy WHERE busy.seat_id = s.id)", _in_closed("$10"))}
+               AS state
         FROM seats s JOIN branches b ON b.id = s.branch_id
         WHERE {_FILTERS}
     )
@@ -97,7 +111,7 @@ _LIST_JSON = f"""
 _COUNT = f"""
     WITH {_BUSY_SEATS}
     SELECT count(*) FROM seats s JOIN branches b ON b.id = s.branch_id
-    WHERE {_FILTERS} AND (NOT $7::boolean OR {_AVAILABLE_IN_BUSY})
+    WHERE {_FILTERS} AND (NOT $7::boolean OR {_available_in_busy("$8")})
 """
 
 _TAKEN_DURING = f"""(
@@ -107,7 +121,8 @@ _TAKEN_DURING = f"""(
 
 _GET = f"""
     SELECT s.id, b.name AS branch, b.timezone, s.area, s.label, s.has_power, s.has_monitor,
-           s.status, {_SEAT_AVAILABLE} AS available, {_state(_TAKEN_DURING)} AS state
+           s.status, {_SEAT_AVAILABLE} AND NOT $3::boolean AS available,
+           {_state(_TAKEN_DURING, "$3::boolean")} AS state
     FROM seats s JOIN branches b ON b.id = s.branch_id
     WHERE s.id = $2
 """
@@ -122,7 +137,8 @@ _BUSY = f"""
 _BRANCHES = f"""
     SELECT b.id, b.name, b.timezone,
            count(s.id) AS total_seats,
-           count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND now_r.status IS NULL) AS available_now,
+           count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND now_r.status IS NULL
+                               AND NOT b.id = ANY($3::bigint[])) AS available_now,
            count(s.id) FILTER (WHERE now_r.status IN ('HELD', 'CONFIRMED')) AS reserved_now,
            count(s.id) FILTER (WHERE now_r.status = 'CHECKED_IN') AS occupied_now,
            count(s.id) FILTER (WHERE s.has_power) AS with_power,
@@ -178,21 +194,29 @@ def _filter_args(when: Range[datetime], f: SeatFilter) -> tuple[object, ...]:
 
 
 async def list_seats_json(
-    conn: Connection, when: Range[datetime], f: SeatFilter, *, limit: int, offset: int
+    conn: Connection,
+    when: Range[datetime],
+    f: SeatFilter,
+    *,
+    closed_branches: list[int],
+    limit: int,
+    offset: int,
 ) -> bytes:
-    """One page as the JSON body ``{"items": [...], "total": N}``."""
+    """One page as the JSON body ``{"items": [...], "total": N}``; seats of
+    ``closed_branches`` (not open for ``when``) are not available."""
     args = _filter_args(when, f)
-    body: str = await conn.fetchval(_LIST_JSON, *args, limit, offset)
+    body: str = await conn.fetchval(_LIST_JSON, *args, limit, offset, closed_branches)
     if offset and body.endswith('"total" : 0}'):  # past the last page: count without it
-        total = await conn.fetchval(_COUNT, *args)
+        total = await conn.fetchval(_COUNT, *args, closed_branches)
         body = body.removesuffix("0}") + f"{total}}}"
     return body.encode()
 
 
 async def get_seat(
-    conn: Connection, seat_id: int, when: Range[datetime]
+    conn: Connection, seat_id: int, when: Range[datetime], *, branch_closed: bool = False
 ) -> dict[str, object] | None:
-    row = await conn.fetchrow(_GET, when, seat_id)
+    """The seat and whether it is available for ``when`` (never while ``branch_closed``)."""
+    row = await conn.fetchrow(_GET, when, seat_id, branch_closed)
     return None if row is None else dict(row)
 
 
@@ -205,10 +229,11 @@ async def busy_intervals(
 
 
 async def branch_summaries(
-    conn: Connection, now: datetime, branch_id: int | None = None
+    conn: Connection, now: datetime, branch_id: int | None = None, *, closed: list[int]
 ) -> list[dict[str, object]]:
-    """Every branch's live counts (or one branch's: ``branch_id``)."""
-    return [dict(row) for row in await conn.fetch(_BRANCHES, point(now), branch_id)]
+    """Every branch's live counts (or one branch's: ``branch_id``); a branch in
+    ``closed`` has no seat available now."""
+    return [dict(row) for row in await conn.fetch(_BRANCHES, point(now), branch_id, closed)]
 
 
 async def next_availability_change(conn: Connection, now: datetime) -> datetime | None:

@@ -60,14 +60,17 @@ class SeatOut(BaseModel):
     )
 
 
-SeatStateWord = Literal["free", "held", "booked", "occupied", "maintenance", "closed"]
+SeatStateWord = Literal[
+    "free", "held", "booked", "occupied", "maintenance", "closed", "outside_hours"
+]
 
 
 class ListedSeatOut(SeatOut):
     state: SeatStateWord = Field(
         description="The seat for the asked interval (or now), in the web app's words: "
         "`maintenance` or `closed` (its status), else `occupied` (a CHECKED_IN reservation), "
-        "`booked` (CONFIRMED), `held` (a HELD waitlist offer), `free` (nothing active); when "
+        "`booked` (CONFIRMED), `held` (a HELD waitlist offer), `outside_hours` (nothing active "
+        "but its branch is not open for the whole time), `free` (nothing active); when "
         "several reservations overlap the interval, the first of these that applies"
     )
 

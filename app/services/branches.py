@@ -42,6 +42,10 @@ class Schedule:
     def next_change(self, after: datetime) -> datetime | None:
         return openings.next_change(self.weekly, self.closures, self.zone, after)
 
+    def opening(self, start: datetime, end: datetime) -> openings.Interval | None:
+        """The one opening holding all of [start, end), or None."""
+        return openings.covering_opening(self.weekly, self.closures, self.zone, start, end)
+
     def today(self, now: datetime) -> date:
         return openings.local_date(now, self.zone)
 
@@ -79,6 +83,40 @@ async def schedules(
     return {row["id"]: schedule_from_row(row) for row in rows}
 
 
+@dataclass(frozen=True)
+class Closed:
+    """The branches not open for an asked time, and until when that answer holds (for an
+    answer about now: the next opening or closing of any branch; None: for good)."""
+
+    branch_ids: list[int]
+    valid_until: datetime | None
+
+
+async def closed_branches(
+    conn: Connection, *, start: datetime, end: datetime | None, now: datetime
+) -> Closed:
+    """Branches not open for [start, end) (``end`` None: at the instant ``start``)."""
+    found = await schedules(conn, now=now)
+    closed = []
+    earliest: datetime | None = None
+    for branch_id, schedule in found.items():
+        if end is None:
+            if not schedule.is_open(start):
+                closed.append(branch_id)
+            change = schedule.next_change(start)
+            if change is not None and (earliest is None or change < earliest):
+                earliest = change
+        elif schedule.opening(start, end) is None:
+            closed.append(branch_id)
+    return Closed(closed, earliest)
+
+
+async def schedule_of_seat(conn: Connection, seat_id: int, *, now: datetime) -> Schedule | None:
+    """The schedule of the seat's branch; None: no such seat."""
+    row = await branches_db.rules(conn, since=_since(now.date()), seat_id=seat_id)
+    return None if row is None else schedule_from_row(row)
+
+
 async def with_opening_state(
     conn: Connection, summaries: list[dict[str, Any]], *, now: datetime
 ) -> datetime | None:
@@ -102,7 +140,8 @@ async def get_branch(
     conn: Connection, settings: Settings, branch_id: int, *, now: datetime
 ) -> BranchDetailOut:
     """One branch: live counts, hours state, weekly template and effective policy."""
-    summaries = await seats_db.branch_summaries(conn, now, branch_id)
+    closed = await closed_branches(conn, start=now, end=None, now=now)
+    summaries = await seats_db.branch_summaries(conn, now, branch_id, closed=closed.branch_ids)
     own_policy = await branches_db.policy(conn, branch_id)
     if not summaries or own_policy is None:
         raise NotFound("No such branch")

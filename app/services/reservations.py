@@ -70,7 +70,10 @@ async def create(
 ) -> ReservationOut | idempotency_service.Answer:
     """Book a seat; with an Idempotency-Key, once per key (the stored answer replayed)."""
     # The rules first: a request they refuse never uses up its key.
-    rules.check_interval(data.start_time, data.end_time, settings, now)
+    branch_rules = await rules.for_seat(conn, settings, data.seat_id, now=now)
+    if branch_rules is None:
+        raise NotFound("No such seat")
+    rules.check_interval(branch_rules, data.start_time, data.end_time, now)
 
     async def book_it(uow: UnitOfWork) -> ReservationOut:
         reservation = await book(uow.conn, settings, user_id=user.id, data=data, now=now)

@@ -1,25 +1,118 @@
-"""The booking rules shared by reservations and the waitlist."""
+"""The booking rules of a branch, in one place: how long and how far ahead (its policy),
+when (its opening hours), and the clock. Bookings, waitlist entries, offers,
+extensions, walk-ins and suggestions all ask here."""
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
-from app.errors import InvalidInterval
+from app.db import branches as branches_db
+from app.db.pool import Connection
+from app.errors import InvalidInterval, OutsideOpeningHours
+from app.services import openings, policy
+from app.services.branches import Schedule, schedule_from_row
+from app.services.openings import Interval
+from app.services.policy import Policy
 from app.settings import Settings
 
 # A start this far in the past still counts as "now" (clients' clocks drift).
 CLOCK_SKEW = timedelta(seconds=60)
 
 
-def check_interval(start: datetime, end: datetime, settings: Settings, now: datetime) -> None:
-    """The contract's booking rules that need the settings or the clock; each failure
-    names the rule (422 invalid_interval). "End after start" is the schemas' rule
+@dataclass(frozen=True)
+class BranchRules:
+    """What decides whether an interval can be booked at one branch."""
+
+    branch_id: int
+    branch: str
+    schedule: Schedule
+    policy: Policy
+
+    def opening(self, start: datetime, end: datetime) -> Interval | None:
+        """The one opening holding all of [start, end), or None."""
+        return self.schedule.opening(start, end)
+
+    def closing_after(self, at: datetime) -> datetime | None:
+        """When the opening holding the instant ``at`` ends (None: never, or closed at
+        ``at``)."""
+        if self.opening(at, at) is None:
+            return None
+        return self.schedule.next_change(at)
+
+
+def _since(now: datetime) -> date:
+    # Closures ending before this date cannot touch now or later in any zone.
+    return now.date() - timedelta(days=2)
+
+
+async def for_seat(
+    conn: Connection, settings: Settings, seat_id: int, *, now: datetime
+) -> BranchRules | None:
+    """The rules of the seat's branch; None: no such seat."""
+    row = await branches_db.rules(conn, since=_since(now), seat_id=seat_id)
+    return None if row is None else _rules(settings, row)
+
+
+async def for_branch(
+    conn: Connection, settings: Settings, branch_id: int, *, now: datetime
+) -> BranchRules | None:
+    """The rules of a branch; None: no such branch."""
+    row = await branches_db.rules(conn, since=_since(now), branch_id=branch_id)
+    return None if row is None else _rules(settings, row)
+
+
+def _rules(settings: Settings, row: dict[str, object]) -> BranchRules:
+    return BranchRules(
+        branch_id=int(str(row["id"])),
+        branch=str(row["name"]),
+        schedule=schedule_from_row(row),
+        policy=policy.effective(settings, row),
+    )
+
+
+def check_interval(rules: BranchRules, start: datetime, end: datetime, now: datetime) -> None:
+    """Every rule for a new booking (or waitlist entry) of [start, end) at the branch:
+    not in the past, not too long, not too far ahead (422 invalid_interval), inside one
+    opening (422 outside_opening_hours). "End after start" is the schemas' rule
     (app/schemas/common.py ordered_interval), checked before a request gets here."""
     if start < now - CLOCK_SKEW:
         raise InvalidInterval("start_time is in the past")
-    if end - start > settings.max_reservation:
+    check_length(rules, start, end)
+    if start > now + rules.policy.booking_horizon:
         raise InvalidInterval(
-            f"a reservation lasts at most {settings.MAX_RESERVATION_HOURS:g} hours"
+            f"start_time must be within {rules.policy.booking_horizon_days:g} days from now"
         )
-    if start > now + settings.booking_horizon:
+    check_within_hours(rules, start, end)
+
+
+def check_length(rules: BranchRules, start: datetime, end: datetime) -> None:
+    if end - start > rules.policy.max_reservation:
         raise InvalidInterval(
-            f"start_time must be within {settings.BOOKING_HORIZON_DAYS:g} days from now"
+            f"a reservation lasts at most {rules.policy.max_reservation_hours:g} hours"
         )
+
+
+def check_within_hours(rules: BranchRules, start: datetime, end: datetime) -> None:
+    """422 outside_opening_hours unless [start, end) lies inside one opening; the detail
+    names the openings of the local day of ``start``."""
+    if rules.opening(start, end) is None:
+        raise OutsideOpeningHours(
+            hours_of_day(rules, openings.local_date(start, rules.schedule.zone))
+        )
+
+
+def hours_of_day(rules: BranchRules, day: date) -> str:
+    """A sentence naming one local day's openings, e.g. "Main is open 08:00-22:00 on
+    Tuesday 2026-12-01 (Europe/Berlin time)"."""
+    s = rules.schedule
+    found = openings.day_hours(s.weekly, s.closures, s.zone, day)
+    when = f"on {day:%A} {day.isoformat()} ({s.zone.key} time)"
+    reason = f" ({found.closure.reason})" if found.closure is not None else ""
+    if not found.open:
+        return f"The interval is outside opening hours: {rules.branch} is closed {when}{reason}"
+    spans = ", ".join(f"{_wall(i.start, day, s)}-{_wall(i.end, day, s)}" for i in found.open)
+    return f"The interval is outside opening hours: {rules.branch} is open {spans} {when}{reason}"
+
+
+def _wall(at: datetime, day: date, schedule: Schedule) -> str:
+    local = at.astimezone(schedule.zone)
+    return "24:00" if local.date() > day else f"{local:%H:%M}"

@@ -163,9 +163,14 @@ async def scan(
             raise SeatUnavailable(f"The seat is {context.seat_status}, not open for booking")
         if not context.free_now:
             raise await _taken(conn, seat_id, context.timezone, now)
-        end = walk_in_end(settings, now=now, next_start=context.next_start)
+        branch_rules = await rules.for_seat(conn, settings, seat_id, now=now)
+        if branch_rules is None:
+            raise NotFound(_NO_SUCH_SEAT)
+        end = walk_in_end(branch_rules, now=now, next_start=context.next_start)
         try:
-            reservation = await _walk_in(conn, publisher, settings, user, seat_id, end, now)
+            reservation = await _walk_in(
+                conn, publisher, settings, branch_rules, user, seat_id, end, now
+            )
         except SeatConflict:
             if attempt == 2:
                 raise await _taken(conn, seat_id, context.timezone, now) from None
@@ -178,14 +183,18 @@ async def scan(
     raise AssertionError("unreachable")
 
 
-def walk_in_end(settings: Settings, *, now: datetime, next_start: datetime | None) -> datetime:
-    """A walk-in lasts until the earliest of now + MAX_RESERVATION_HOURS and the seat's
-    next active reservation."""
-    # Issue 13 (opening hours) adds the branch's closing time here, and refuses a scan
-    # while the branch is closed.
-    candidates = [now + settings.max_reservation]
+def walk_in_end(
+    branch_rules: rules.BranchRules, *, now: datetime, next_start: datetime | None
+) -> datetime:
+    """A walk-in lasts until the earliest of now + the branch's longest reservation, the
+    seat's next active reservation and the branch's closing time. (While the branch is
+    closed the booking rules refuse the walk-in: 422 outside_opening_hours.)"""
+    candidates = [now + branch_rules.policy.max_reservation]
     if next_start is not None:
         candidates.append(next_start)
+    closing = branch_rules.closing_after(now)
+    if closing is not None:
+        candidates.append(closing)
     return min(candidates)
 
 
@@ -193,6 +202,7 @@ async def _walk_in(
     conn: Connection,
     publisher: Publisher,
     settings: Settings,
+    branch_rules: rules.BranchRules,
     user: TokenUser,
     seat_id: int,
     end: datetime,
@@ -201,7 +211,7 @@ async def _walk_in(
     """Book [now, end) and check it in, in one transaction: nobody ever sees the walk-in
     CONFIRMED, and a refused check-in leaves no booking behind."""
     data = ReservationCreate(seat_id=seat_id, start_time=now, end_time=end)
-    rules.check_interval(data.start_time, data.end_time, settings, now)
+    rules.check_interval(branch_rules, data.start_time, data.end_time, now)
 
     async def work(uow: UnitOfWork) -> Reservation:
         booked = await reservations_service.book(

@@ -36,10 +36,15 @@ async def list_seats(
     if lookup.body is not None:
         return Rendered(SeatList, lookup.body)
     async with connection(pool) as conn:
-        body = await _list_seats(conn, query, _asked_range(query, now))
+        closed = await branches_service.closed_branches(
+            conn, start=query.start_time or now, end=query.end_time, now=now
+        )
+        body = await _list_seats(conn, query, _asked_range(query, now), closed.branch_ids)
         valid_until = await _valid_until(
             conn, cache, lookup, about_now=query.start_time is None, now=now
         )
+    # An answer about now also stops being true when a branch opens or closes.
+    valid_until = _earliest(valid_until, closed.valid_until)
     await cache.keep(
         slot, lookup, body, answer_branch=query.branch, now=now, valid_until=valid_until
     )
@@ -56,7 +61,13 @@ async def _valid_until(
     return await seats_db.next_availability_change(conn, now)
 
 
-async def _list_seats(conn: Connection, query: SeatQuery, asked: seats_db.Range[datetime]) -> bytes:
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+async def _list_seats(
+    conn: Connection, query: SeatQuery, asked: seats_db.Range[datetime], closed: list[int]
+) -> bytes:
     seat_filter = seats_db.SeatFilter(
         branch=query.branch,
         area=query.area,
@@ -66,14 +77,20 @@ async def _list_seats(conn: Connection, query: SeatQuery, asked: seats_db.Range[
         available_only=query.available_only,
     )
     return await seats_db.list_seats_json(
-        conn, asked, seat_filter, limit=query.limit, offset=query.offset
+        conn, asked, seat_filter, closed_branches=closed, limit=query.limit, offset=query.offset
     )
 
 
 async def seat_day(
     conn: Connection, seat_id: int, day: date | None, *, now: datetime
 ) -> SeatDetailOut:
-    seat = await seats_db.get_seat(conn, seat_id, seats_db.point(now))
+    schedule = await branches_service.schedule_of_seat(conn, seat_id, now=now)
+    seat = await seats_db.get_seat(
+        conn,
+        seat_id,
+        seats_db.point(now),
+        branch_closed=schedule is not None and not schedule.is_open(now),
+    )
     if seat is None:
         raise NotFound("No such seat")
     zone = ZoneInfo(str(seat["timezone"]))
@@ -91,7 +108,13 @@ async def availability(
     conn: Connection, seat_id: int, start: datetime, end: datetime, *, now: datetime
 ) -> AvailabilityOut:
     asked = seats_db.interval(start, end)
-    seat = await seats_db.get_seat(conn, seat_id, asked)
+    schedule = await branches_service.schedule_of_seat(conn, seat_id, now=now)
+    seat = await seats_db.get_seat(
+        conn,
+        seat_id,
+        asked,
+        branch_closed=schedule is not None and schedule.opening(start, end) is None,
+    )
     if seat is None:
         raise NotFound("No such seat")
     conflicts = await seats_db.busy_intervals(conn, seat_id, asked)
@@ -115,7 +138,8 @@ async def branches(
     if lookup.body is not None:
         return Rendered(BranchOut, lookup.body, many=True)
     async with connection(pool) as conn:
-        rows = await seats_db.branch_summaries(conn, now)
+        closed = await branches_service.closed_branches(conn, start=now, end=None, now=now)
+        rows = await seats_db.branch_summaries(conn, now, closed=closed.branch_ids)
         valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
         # open_now turns at the next opening or closing: the answer is true until then.
         change = await branches_service.with_opening_state(conn, rows, now=now)

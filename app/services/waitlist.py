@@ -15,7 +15,6 @@ from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Susp
 from app.models import NotificationType, Reservation, TokenUser, WaitlistEntry, WaitlistStatus
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
-from app.services import branches as branches_service
 from app.services import fair_use, rules
 from app.services.access import check_may_read_user
 from app.services.unit_of_work import UnitOfWork, run_unit
@@ -30,7 +29,6 @@ EXPIRED_REASON = "waitlist offer expired"
 async def join(
     conn: Connection, settings: Settings, *, user_id: int, data: WaitlistJoin, now: datetime
 ) -> WaitlistEntry:
-    rules.check_interval(data.start_time, data.end_time, settings, now)
     until = await fair_use.suspended_until(conn, settings, user_id=user_id, now=now)
     if until is not None:
         raise Suspended(until)
@@ -45,6 +43,10 @@ async def join(
         if found is None:
             raise NotFound("No such branch")
         branch_id = found
+    branch_rules = await rules.for_branch(conn, settings, branch_id, now=now)
+    if branch_rules is None:
+        raise NotFound("No such branch")
+    rules.check_interval(branch_rules, data.start_time, data.end_time, now)
     within = seats_db.interval(data.start_time, data.end_time)
     if await waitlist_db.free_seat_exists(
         conn, seat_id=data.seat_id, branch_id=branch_id, within=within
@@ -167,11 +169,16 @@ async def offer_released(
     end: datetime,
 ) -> None:
     """Offer [start, end) on the seat: its own queue first, then its branch's, oldest
-    first, each entry only if its whole interval is free for the seat and for its owner."""
+    first, each entry only if its whole interval is free for the seat and for its owner
+    and lies inside one opening of the branch as its hours stand now (never across a
+    closing)."""
     conn, now = uow.conn, uow.now
     released = seats_db.interval(start, end)
     tried: list[int] = []
-    expires_at = now + (await branches_service.policy_of(conn, settings, branch_id)).claim_window
+    branch_rules = await rules.for_branch(conn, settings, branch_id, now=now)
+    if branch_rules is None:
+        return
+    expires_at = now + branch_rules.policy.claim_window
     for _ in range(MAX_OFFERS_PER_RELEASE):
         candidate = await waitlist_db.next_candidate(
             conn, seat_id=seat_id, branch_id=branch_id, released=released, now=now, skip=tried
@@ -182,6 +189,8 @@ async def offer_released(
         # An entry whose interval has begun is offered what is left of it, so that the
         # check-in window (timed from the start) is still open when it is claimed.
         held_start = max(candidate["start_time"], now)
+        if branch_rules.opening(held_start, candidate["end_time"]) is None:
+            continue  # the hours changed since it joined; it waits for a fitting offer
         reservation_id = await waitlist_db.insert_held(
             conn,
             user_id=candidate["user_id"],
