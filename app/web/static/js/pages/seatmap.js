@@ -25,7 +25,10 @@ const dialogOk = document.getElementById("seat-dialog-ok");
 const bookButton = document.getElementById("book");
 const joinButton = document.getElementById("join-seat");
 
-const ICONS = { free: "✓", held: "◔", booked: "●", occupied: "■", maintenance: "⚒", closed: "✕" };
+const ICONS = { free: "✓", held: "◔", booked: "●", occupied: "■", maintenance: "⚒", closed: "✕", outside_hours: "☾" };
+// A state word as people read it ("outside_hours": the branch is not open for all of the
+// time asked).
+const stateText = (state) => state.replaceAll("_", " ");
 
 let seats = [];
 let open = null; // { seat, start, end, key }
@@ -53,14 +56,14 @@ function amenities(seat) {
 
 function seatButton(seat) {
   const extras = amenities(seat);
-  const name = `${seat.label}, ${seat.state}${extras.length ? `, ${extras.map((e) => e.split(" ")[1]).join(", ")}` : ""}`;
+  const name = `${seat.label}, ${stateText(seat.state)}${extras.length ? `, ${extras.map((e) => e.split(" ")[1]).join(", ")}` : ""}`;
   return h("button", {
       type: "button", class: "seat", "aria-label": name, "aria-haspopup": "dialog",
       dataset: { seatId: seat.id, state: seat.state },
       on: { click: () => openSeat(seat) },
     },
     h("span", { class: "label" }, seat.label),
-    h("span", { class: "state" }, h("span", { "aria-hidden": "true" }, `${ICONS[seat.state] || ""} `), seat.state),
+    h("span", { class: "state" }, h("span", { "aria-hidden": "true" }, `${ICONS[seat.state] || ""} `), stateText(seat.state)),
     h("span", { class: "amenities" }, extras.length ? extras.map((e) => h("span", {}, e, " ")) : "no power or monitor"),
   );
 }
@@ -140,17 +143,19 @@ async function openSeat(seat) {
   const { start, end } = interval();
   open = { seat, start, end, key: crypto.randomUUID() };
   dialogTitle.textContent = `Seat ${seat.label}`;
-  dialogInfo.textContent = `${seat.area} · ${amenities(seat).join(", ") || "no power or monitor"} · ${seat.state}`;
+  dialogInfo.textContent = `${seat.area} · ${amenities(seat).join(", ") || "no power or monitor"} · ${stateText(seat.state)}`;
   dialogInterval.textContent = `${dayTime(start.toISOString())} to ${hhmm(end.toISOString())}`;
   clearError(dialogError);
   dialogOk.hidden = true;
   const free = seat.state === "free";
   const out = seat.state === "maintenance" || seat.state === "closed";
+  const shut = seat.state === "outside_hours";
   bookButton.hidden = !free;
   bookButton.disabled = false;
-  joinButton.hidden = free || out;
+  joinButton.hidden = free || out || shut;
   joinButton.disabled = false;
   if (out) showError(dialogError, new Error(`This seat is out of service (${seat.state}).`));
+  if (shut) showError(dialogError, new Error(`${branch} is not open for all of this time. Choose a time within the opening hours shown above.`));
   dialogBusy.replaceChildren(h("li", {}, "Loading…"));
   if (!dialog.open) dialog.showModal();
   try {
@@ -189,6 +194,13 @@ bookButton.addEventListener("click", () =>
     } catch (err) {
       open.key = crypto.randomUUID(); // a new attempt after a refusal
       showError(dialogError, err);
+      if (err.code === "outside_opening_hours") {
+        // The detail names the day's openings; the hours above and the map are read again.
+        bookButton.hidden = true;
+        load();
+        loadHours();
+      }
+      if (err.code === "quota_exceeded") loadQuota();
       if (err.code === "seat_conflict") {
         bookButton.hidden = true;
         joinButton.hidden = false;
