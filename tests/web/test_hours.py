@@ -317,3 +317,35 @@ async def test_students_see_open_now_today_closures_and_the_week_on_the_branch_c
     await expect(hours).to_contain_text(opens)
     await expect(hours).to_contain_text("Building inspection")
     await check(web, page, "seatmap-hours")
+
+
+async def test_a_booking_outside_the_hours_shows_the_server_detail_by_the_book_button(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    bid = await branch_id(db, library.branch)
+    me = await web.student("S2021001")
+    admin = await staff_member(web, db)
+    page = await web.signed_in_page(me)
+    await page.set_viewport_size(PHONE_390)
+    await page.goto(f"/app/branches/{library.branch}")
+    await expect(page.locator("#map")).to_have_attribute("aria-busy", "false")
+    await page.get_by_role("button", name=re.compile(r"^A3, free\b")).click()
+    dialog = page.get_by_role("dialog", name="Seat A3")
+    # Meanwhile the staff close the branch every day: the booking is refused.
+    response = await web.api.put(
+        f"/admin/branches/{bid}/hours", json={"weekly": {}}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    await dialog.get_by_role("button", name="Book").click()
+    alert = dialog.get_by_role("alert")
+    today = datetime.now(UTC).date()
+    await expect(alert).to_contain_text(
+        f"The interval is outside opening hours: {library.branch} is closed on "
+        f"{today:%A} {today.isoformat()} (UTC time)"
+    )
+    await expect(dialog.get_by_role("button", name="Book")).to_be_hidden()
+    await web.shot(page, "seatmap-outside-hours")
+    assert await web.axe_violations(page) == []
+    assert await db.fetchval("SELECT count(*) FROM reservations") == 0
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(page.get_by_role("region", name="Opening hours")).to_contain_text("Closed now")
