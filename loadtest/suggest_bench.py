@@ -45,22 +45,25 @@ async def bench_data(url: str) -> tuple[list[str], list[tuple[int, str]]]:
 
 
 def requests(
-    n: int, branches: list[str], tokens: list[str], rng: random.Random
+    n: int, branches: list[str], tokens: list[str], rng: random.Random, *, full: str | None = None
 ) -> list[tuple[str, str | None]]:
-    """``n`` (path with query, token or None)."""
+    """``n`` (path with query, token or None); ``full``: every request for that branch,
+    starting now (the fallback, once fill_branch has taken every seat)."""
     now = datetime.now(UTC)
     quarter = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0)
     made: list[tuple[str, str | None]] = []
     for _ in range(n):
         query: dict[str, str] = {}
-        if rng.random() < 1 / 3:
+        if full is not None:
+            query["branch"] = full
+        elif rng.random() < 1 / 3:
             query["branch"] = rng.choice(branches)
         if rng.random() < 0.5:
             query["area"] = rng.choice(AREAS)
         for name in ("has_power", "has_monitor"):
             if rng.random() < 0.5:
                 query[name] = rng.choice(("true", "false"))
-        if rng.random() < 0.3:
+        if full is None and rng.random() < 0.3:
             start = quarter + timedelta(minutes=15 * rng.randint(1, 4 * 48))
             query["start_time"] = start.isoformat().replace("+00:00", "Z")
         query["duration_minutes"] = str(rng.choice(DURATIONS))
@@ -68,6 +71,48 @@ def requests(
         token = rng.choice(tokens) if rng.random() < 0.5 else None
         made.append(("/seats/suggest?" + urlencode(query), token))
     return made
+
+
+async def fill_branch(url: str, branch: str) -> int:
+    """Take every ACTIVE seat of ``branch`` that is free now until 30 to 135 minutes from
+    now (staggered), each by a new student: no seat is free for two hours, so suggestions
+    for it fall back to the times the seats free up. Changes the bench database: re-seed
+    after."""
+    conn = await harness.pg(url)
+    try:
+        async with conn.transaction():
+            seats = [
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT s.id FROM seats s JOIN branches b ON b.id = s.branch_id
+                    WHERE b.name = $1 AND s.status = 'ACTIVE' AND NOT EXISTS (
+                        SELECT 1 FROM reservations r WHERE r.seat_id = s.id
+                          AND r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')
+                          AND tstzrange(r.start_time, r.end_time, '[)')
+                              && tstzrange(now(), now() + interval '3 hours', '[)'))
+                    ORDER BY s.id""",
+                    branch,
+                )
+            ]
+            await conn.execute(
+                """
+                WITH u AS (
+                    INSERT INTO users (student_id, name, password_hash, role)
+                    SELECT 'F' || lpad(i::text, 6, '0'), 'Fill ' || i, 'x', 'student'
+                    FROM generate_series(1, cardinality($1::bigint[])) i
+                    RETURNING id, substr(student_id, 2)::int AS n)
+                INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
+                                          created_at, updated_at)
+                SELECT u.id, ($1::bigint[])[u.n], now() - interval '10 minutes',
+                       now() + interval '30 minutes' + (u.n % 8) * interval '15 minutes',
+                       'CONFIRMED', now(), now()
+                FROM u""",
+                seats,
+            )
+    finally:
+        await conn.close()
+    return len(seats)
 
 
 class Connection:
@@ -133,12 +178,20 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=300, help="requests before measuring")
     p.add_argument("--quiet-wait", type=float, default=60)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--fill",
+        metavar="BRANCH",
+        help="take every seat of BRANCH for the next 30-135 min and ask only for it (the "
+        "fallback path; changes the database: re-seed after)",
+    )
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = p.parse_args()
 
     url = f"{args.server.rstrip('/')}/{args.db}"
     branches, users = asyncio.run(bench_data(url))
     tokens = list(harness.mint_tokens(users).values())
+    if args.fill:
+        harness.log(f"filled {asyncio.run(fill_branch(url, args.fill))} seats of {args.fill}")
     rng = random.Random(args.seed)
     harness.RUNS.mkdir(exist_ok=True)
     log_path = harness.RUNS / f"{harness.stamp()}-suggest.log"
@@ -146,12 +199,14 @@ def main() -> None:
     server = harness.Server(database_url=url, workers=1, log_path=log_path, extra_env=extra)
     try:
         server.wait_ready()
-        path, token = requests(1, branches, tokens, rng)[0]
+        path, token = requests(1, branches, tokens, rng, full=args.fill)[0]
         check = asyncio.run(_one(server.port, path, token))
         harness.log(f"check: {check[0]} {check[1][:160]!r}")
-        asyncio.run(fire(server.port, requests(args.warmup, branches, tokens, rng), 2))
+        asyncio.run(
+            fire(server.port, requests(args.warmup, branches, tokens, rng, full=args.fill), 2)
+        )
         quiet = harness.wait_for_quiet(args.quiet_wait)
-        work = requests(args.requests, branches, tokens, rng)
+        work = requests(args.requests, branches, tokens, rng, full=args.fill)
         before = harness.cpu_snapshot(server.cpu_pids(), args.db)
         latencies, statuses, secs = asyncio.run(fire(server.port, work, args.concurrency))
         cpu = harness.cpu_used(before, harness.cpu_snapshot(server.cpu_pids(), args.db), secs)
@@ -159,7 +214,7 @@ def main() -> None:
         server.stop()
     ms = sorted(latencies)
     record: dict[str, Any] = {
-        "scenario": "suggest",
+        "scenario": f"suggest-full:{args.fill}" if args.fill else "suggest",
         "version": harness.git_version(),
         "requests": len(ms),
         "concurrency": args.concurrency,

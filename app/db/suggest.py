@@ -110,6 +110,8 @@ _SEATS_WITH_BUSY = f"""
                array_agg(r.start_time ORDER BY r.start_time) AS starts,
                array_agg(r.end_time ORDER BY r.start_time) AS ends
         FROM reservations r
+        -- A wide window (the rest of the day and more): only the asked branches' seats.
+        JOIN seats rs ON rs.id = r.seat_id AND rs.branch_id IN (SELECT branch_id FROM open_branch)
         WHERE {_ACTIVE}
           AND tstzrange(r.start_time, r.end_time, '[)') && tstzrange($8, $13, '[)')
         GROUP BY r.seat_id

@@ -170,18 +170,30 @@ async def _later_today(
     )
     look_ahead = day_end + duration + LOOK_AHEAD
     wide = replace(ask, branch_ids=list(days), closes_at=[None] * len(days), look_ahead=look_ahead)
-    picks: list[_Pick] = []
-    closings: dict[tuple[int, datetime], datetime | None] = {}
+    day_ends = {
+        b: openings.local_instant(day + timedelta(days=1), 0, found[b].zone)
+        for b, day in days.items()
+    }
+    found_at: list[tuple[datetime, dict[str, Any], list[tuple[datetime, datetime]]]] = []
     for row in await suggest_db.seats_with_busy(conn, wide):
         branch_id = row["branch_id"]
-        schedule = found[branch_id]
         busy = list(zip(row["starts"], row["ends"], strict=True))
-        at = _earliest_free(start, duration, busy, windows[branch_id], schedule, days[branch_id])
-        if at is None:
-            continue
-        key = (branch_id, at)
+        at = _earliest_free(start, duration, busy, windows[branch_id], day_ends[branch_id])
+        if at is not None:
+            found_at.append((at, row, busy))
+    # Only the earliest times can make the answer: rank the seats of those (all of the
+    # seats at the last time taken, since the rank decides among them).
+    found_at.sort(key=lambda item: item[0])
+    kept = found_at[: query.limit]
+    if kept:
+        last = kept[-1][0]
+        kept += [item for item in found_at[query.limit :] if item[0] == last]
+    picks: list[_Pick] = []
+    closings: dict[tuple[int, datetime], datetime | None] = {}
+    for at, row, busy in kept:
+        key = (row["branch_id"], at)
         if key not in closings:
-            closings[key] = _closing(schedule, at, at + duration + LOOK_AHEAD)
+            closings[key] = _closing(found[key[0]], at, at + duration + LOOK_AHEAD)
         picks.append(_later_pick(row, at, duration, busy, closings[key]))
     picks.sort(key=lambda p: (p.start, -p.score, p.row["id"]))
     return picks[: query.limit]
@@ -192,18 +204,15 @@ def _earliest_free(
     duration: timedelta,
     busy: Sequence[tuple[datetime, datetime]],
     window: Sequence[openings.Interval],
-    schedule: Schedule,
-    day: date,
+    day_end: datetime,
 ) -> datetime | None:
-    """The first instant from ``start`` on the local ``day`` at which the seat is free
-    and its branch open for ``duration``: the asked start, an opening or a reservation's
-    end (a free stretch can begin nowhere else)."""
+    """The first instant in [start, day_end) (the rest of the branch's local day) at which
+    the seat is free and its branch open for ``duration``: the asked start, an opening or
+    a reservation's end (a free stretch can begin nowhere else)."""
     candidates = {start}
-    candidates.update(o.start for o in window if o.start > start)
-    candidates.update(e for _, e in busy if e > start)
+    candidates.update(o.start for o in window if start < o.start < day_end)
+    candidates.update(e for _, e in busy if start < e < day_end)
     for at in sorted(candidates):
-        if openings.local_date(at, schedule.zone) != day:
-            break  # sorted: every later candidate is past today too
         until = at + duration
         inside = any(o.start <= at and until <= o.end for o in window)
         if inside and not any(s < until and at < e for s, e in busy):
