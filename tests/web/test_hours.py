@@ -349,3 +349,13 @@ async def test_a_booking_outside_the_hours_shows_the_server_detail_by_the_book_b
     assert await db.fetchval("SELECT count(*) FROM reservations") == 0
     await dialog.get_by_role("button", name="Close").click()
     await expect(page.get_by_role("region", name="Opening hours")).to_contain_text("Closed now")
+    # The map, read again, says so for every seat in service, in words.
+    await expect(
+        page.get_by_role("button", name=re.compile(r"^A3, outside hours\b"))
+    ).to_be_visible()
+    await expect(page.get_by_role("button", name=re.compile(r"^G2, maintenance\b"))).to_be_visible()
+    await page.get_by_role("button", name=re.compile(r"^A1, outside hours\b")).click()
+    dialog = page.get_by_role("dialog", name="Seat A1")
+    await expect(dialog.get_by_role("alert")).to_contain_text("is not open for all of this time")
+    await expect(dialog.get_by_role("button", name="Book")).to_be_hidden()
+    await expect(dialog.get_by_role("button", name="Join waitlist")).to_be_hidden()
