@@ -359,3 +359,41 @@ async def test_a_booking_outside_the_hours_shows_the_server_detail_by_the_book_b
     await expect(dialog.get_by_role("alert")).to_contain_text("is not open for all of this time")
     await expect(dialog.get_by_role("button", name="Book")).to_be_hidden()
     await expect(dialog.get_by_role("button", name="Join waitlist")).to_be_hidden()
+
+
+async def test_the_hours_editor_works_from_the_keyboard_and_students_are_told_it_is_for_staff(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    bid = await branch_id(db, library.branch)
+    admin = await staff_member(web, db)
+    page = await web.signed_in_page(admin, "desktop")
+    await page.goto("/app/staff/hours")
+    monday = day_set(page, "Monday")
+    await expect(monday.get_by_label("Opens (Monday, interval 1)")).to_have_value("00:00")
+    await monday.get_by_role("button", name="Remove interval 1 of Monday").focus()
+    await page.keyboard.press("Enter")
+    # Removing the last interval leaves the day closed and focus on Add interval.
+    await expect(monday).to_contain_text("Closed all day")
+    await expect(monday.get_by_role("button", name="Add interval to Monday")).to_be_focused()
+    await page.keyboard.press("Enter")
+    opens = monday.get_by_label("Opens (Monday, interval 1)")
+    await expect(opens).to_be_focused()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("09:30")
+    await page.keyboard.press("Tab")
+    await expect(monday.get_by_label("Closes (Monday, interval 1)")).to_be_focused()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("17:00")
+    await page.get_by_role("button", name="Save hours").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status").filter(has_text="Hours saved")).to_be_visible()
+    assert (await branch_detail(web, bid))["hours"]["monday"] == [
+        {"opens": "09:30", "closes": "17:00"}
+    ]
+
+    student = await web.student("S2021001")
+    page = await web.signed_in_page(student)
+    for path in ("/app/staff/hours", "/app/staff/policy"):
+        await page.goto(path)
+        await expect(page.get_by_role("heading", name="Staff only")).to_be_visible()
+        await expect(page.locator("#staff-page")).to_be_hidden()
