@@ -15,6 +15,7 @@ from app.errors import (
     InvalidToken,
     NotAuthenticated,
     NotFound,
+    OutsideOpeningHours,
     SeatConflict,
     SeatUnavailable,
     Suspended,
@@ -212,6 +213,7 @@ async def get_reservation_ics(
         UserOverlap,
         IdempotencyInProgress,
         InvalidInterval,
+        OutsideOpeningHours,
         IdempotencyMismatch,
     ),
 )

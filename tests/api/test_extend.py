@@ -2,6 +2,7 @@
 `POST /reservations/{id}/extend` on a frozen clock, each refusal with its code, and the
 seat listing (through the Redis cache) and the seat stream learning of the added time."""
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -164,6 +165,37 @@ async def test_the_limit_is_the_configured_max_reservation_hours(
     mine = await booked(api, alice, seats[0], T10, T11)
     body = assert_error(await extend(api, alice, mine["id"], T12), 422, "invalid_interval")
     assert "1.5 hours" in body["detail"]
+
+
+async def test_the_branch_policy_sets_the_limit_over_the_global_setting(
+    api: httpx.AsyncClient, alice: Student, seats: tuple[int, int], db: asyncpg.Connection
+) -> None:
+    await db.execute("UPDATE branches SET max_reservation_hours = 1.5 WHERE name = 'Main'")
+    mine = await booked(api, alice, seats[0], T10, T11)
+    body = assert_error(await extend(api, alice, mine["id"], T12), 422, "invalid_interval")
+    assert "1.5 hours" in body["detail"]
+    assert (await extend(api, alice, mine["id"], at(11, 30))).status_code == 200
+
+
+async def test_an_end_past_closing_is_outside_opening_hours(
+    api: httpx.AsyncClient, alice: Student, seats: tuple[int, int], db: asyncpg.Connection
+) -> None:
+    # Tuesday, Dec 1 2026; the branch is in UTC.
+    tuesday = [{"opens": "08:00", "closes": "12:00"}, {"opens": "13:00", "closes": "24:00"}]
+    hours = {"tuesday": tuesday}
+    await db.execute("UPDATE branches SET hours = $1::jsonb WHERE name = 'Main'", json.dumps(hours))
+    mine = await booked(api, alice, seats[0], T10, T11)
+
+    # Into the next opening: not one opening for the whole reservation.
+    body = assert_error(
+        await extend(api, alice, mine["id"], at(13, 30)), 422, "outside_opening_hours"
+    )
+    day = "Main is open 08:00-12:00, 13:00-24:00 on Tuesday 2026-12-01 (UTC time)"
+    assert day in body["detail"]
+    assert_error(await extend(api, alice, mine["id"], at(12, 1)), 422, "outside_opening_hours")
+    assert await end_of(db, mine["id"]) == T11
+    response = await extend(api, alice, mine["id"], T12)  # up to the closing time
+    assert response.status_code == 200, response.text
 
 
 async def test_the_next_booking_of_the_seat_in_the_way_is_seat_conflict(
