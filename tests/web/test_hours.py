@@ -90,6 +90,8 @@ async def test_staff_set_weekly_hours_and_cancel_what_no_longer_fits_only_when_c
     # The 10:00 reservation no longer fits: saved, listed, kept until confirmed.
     dialog = page.get_by_role("dialog", name="Reservations outside the new hours")
     await expect(dialog).to_contain_text(f"Reservation #{booked}")
+    # The safe choice has the focus: Enter alone cancels nothing.
+    await expect(dialog.get_by_role("button", name="Keep them")).to_be_focused()
     await check(web, page, "staff-hours-conflicts")
     weekday = [(["08:00", "09:00"]), (["12:00", "24:00"])]
     expected = {
