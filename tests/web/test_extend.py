@@ -6,14 +6,18 @@ use on the seat map, and a refused booking saying `used` of `limit`."""
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from playwright.async_api import Page, ViewportSize, expect
 
-from tests.factories import add_reservation, reservation_row
+from tests.factories import add_branch, add_reservation, add_seat, reservation_row
 from tests.web.conftest import Library, Web, minute_now
+from tests.web.test_staff import staff_member
+from tests.web.test_suggest_page import daytime_zone
 
 PHONE_390: ViewportSize = {"width": 390, "height": 844}
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 async def local_hhmm(page: Page, moment: datetime) -> str:
@@ -98,3 +102,37 @@ async def test_extend_a_reservation_and_hear_why_a_longer_end_is_refused(
     assert (await reservation_row(db, mine))["end_time"] == new_end
     await dialog.get_by_role("button", name="Close").click()
     await expect(dialog).to_be_hidden()
+
+
+async def test_extend_past_the_closing_time_shows_the_day_s_hours(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    zone = daytime_zone()
+    branch = await add_branch(db, "Day Branch", zone)
+    seat = await add_seat(db, branch, "D1", area="Hall")
+    me = await web.student("S2021001")
+    admin = await staff_member(web, db)
+    now = minute_now()
+    start, end = now + timedelta(minutes=10), now + timedelta(minutes=70)
+    closes = (end + timedelta(minutes=30)).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+    weekly = {day: [{"opens": "00:00", "closes": closes}] for day in DAYS}
+    response = await web.api.put(
+        f"/admin/branches/{branch}/hours", json={"weekly": weekly}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    mine = await add_reservation(db, user_id=me.id, seat_id=seat, start=start, end=end)
+    page = await web.signed_in_page(me, "desktop")
+    await page.goto("/app/reservations")
+    dialog = await open_extend(page, "D1")
+    await dialog.get_by_label(re.compile(r"1 hour later")).check()
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    await expect(dialog.get_by_role("alert")).to_contain_text(
+        f"The interval is outside opening hours: Day Branch is open 00:00-{closes}"
+    )
+    await web.shot(page, "extend-outside-hours")
+    assert (await reservation_row(db, mine))["end_time"] == end
+    # Up to the closing time is fine.
+    await dialog.get_by_label(re.compile(r"30 minutes later")).check()
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    assert (await reservation_row(db, mine))["end_time"] == end + timedelta(minutes=30)
