@@ -7,7 +7,7 @@
 
 import { request, me, hhmm, dayTime, requireSignIn, amount } from "/static/js/api.js";
 import { h, announce, showError, clearError, showOk, busy, dateValue, timeValue, localDate } from "/static/js/ui.js";
-import { hoursBlock, openState, weekOf } from "/static/js/hours.js";
+import { dateLabel, hoursBlock, openState, tzDate, weekOf } from "/static/js/hours.js";
 
 const main = document.getElementById("main");
 const branch = main.dataset.branch;
@@ -250,12 +250,14 @@ form.addEventListener("submit", (event) => {
 });
 for (const control of [form.area, form.power, form.monitor, form.free_only]) control.addEventListener("change", render);
 for (const control of [form.date, form.start, form.duration]) control.addEventListener("change", loadSoon);
+form.date.addEventListener("change", () => loadQuota());
 document.addEventListener("dlsms:changed", loadSoon);
 
 // The branch's hours (GET /branches for its id and open state, then its week), read again
 // when it opens or closes.
 let hoursTimer = null;
 let branchId = null;
+let branchZone = null;
 
 /** The student's use of this branch's quotas (GET /branches/{id}/quota), when it has any. */
 async function loadQuota() {
@@ -263,7 +265,7 @@ async function loadQuota() {
   if (!branchId || !(await me())) return;
   let q;
   try {
-    q = await request("GET", `/branches/${branchId}/quota`);
+    q = await request("GET", `/branches/${branchId}/quota`, null, { query: { date: form.date.value || null } });
   } catch {
     el.hidden = true; // no quota endpoint, or signed out meanwhile: nothing to say
     return;
@@ -271,8 +273,12 @@ async function loadQuota() {
   const parts = [];
   const day = q.bookings_per_day;
   const week = q.hours_per_week;
-  if (day && day.limit !== null) parts.push(`${amount(day.used)} of ${amount(day.limit)} ${Number(day.limit) === 1 ? "booking" : "bookings"} today`);
-  if (week && week.limit !== null) parts.push(`${amount(week.used)} of ${amount(week.limit)} ${Number(week.limit) === 1 ? "hour" : "hours"} this week`);
+  // The day the map shows: "today" when it is today at the branch.
+  const today = branchZone && q.date === tzDate(new Date().toISOString(), branchZone);
+  const dayWords = today ? "today" : `on ${dateLabel(q.date)}`;
+  const weekWords = today ? "this week" : "that week";
+  if (day && day.limit !== null) parts.push(`${amount(day.used)} of ${amount(day.limit)} ${Number(day.limit) === 1 ? "booking" : "bookings"} ${dayWords}`);
+  if (week && week.limit !== null) parts.push(`${amount(week.used)} of ${amount(week.limit)} ${Number(week.limit) === 1 ? "hour" : "hours"} ${weekWords}`);
   el.replaceChildren(...(parts.length ? [h("span", { class: "legend" }, "Your use here: "), parts.join(" · "), "."] : []));
   el.hidden = !parts.length;
 }
@@ -286,6 +292,7 @@ async function loadHours() {
       return;
     }
     branchId = b.id;
+    branchZone = b.timezone;
     loadQuota();
     const wasOpen = body.querySelector("details")?.open;
     const block = hoursBlock(await weekOf(b.id), "map");
