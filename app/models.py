@@ -33,6 +33,13 @@ ACTIVE_RESERVATION_STATUSES = (
     ReservationStatus.CONFIRMED,
     ReservationStatus.CHECKED_IN,
 )
+# The statuses a branch quota counts: a no-show does not give the time back, a
+# cancellation does (api.md, "Policy per branch").
+QUOTA_STATUSES = (
+    *ACTIVE_RESERVATION_STATUSES,
+    ReservationStatus.COMPLETED,
+    ReservationStatus.NO_SHOW,
+)
 
 
 class WaitlistStatus(StrEnum):

@@ -201,3 +201,22 @@ class PolicyPut(BaseModel):
         None, ge=0, le=168,
         description="Booked hours per student in one ISO week, local time" + _BACK_TO_GLOBAL,
     )  # fmt: skip
+
+
+class QuotaUse(BaseModel):
+    limit: float | None = Field(description="The branch's quota; null: none")
+    used: float = Field(description="Used so far (cancelled reservations give it back)")
+
+
+class QuotaUseOut(BaseModel):
+    """The caller's use of a branch's quotas on a local day and in its ISO week."""
+
+    branch_id: int
+    date: date
+    iso_week: str = Field(examples=["2026-W49"])
+    bookings_per_day: QuotaUse = Field(description="`max_bookings_per_day`")
+    hours_per_week: QuotaUse = Field(description="`max_hours_per_week`")
+
+
+class QuotaQuery(BaseModel):
+    date: Day | None = Field(None, description="A local date (default: today at the branch)")

@@ -27,7 +27,7 @@ from app.schemas.reservations import (
     ReservationQuery,
     SeatRef,
 )
-from app.services import calendar, fair_use, policy, rules
+from app.services import calendar, fair_use, policy, quotas, rules
 from app.services import idempotency as idempotency_service
 from app.services import waitlist as waitlist_service
 from app.services.access import check_may_read_user
@@ -76,13 +76,17 @@ async def create(
     rules.check_interval(branch_rules, data.start_time, data.end_time, now)
 
     async def book_it(uow: UnitOfWork) -> ReservationOut:
-        reservation = await book(uow.conn, settings, user_id=user.id, data=data, now=now)
+        reservation = await book(
+            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now
+        )
         booked(uow.changes, reservation, now=now)
         return to_out(reservation, settings)
 
     if idempotency_key is None:
-        # One statement, committing by itself: no BEGIN/COMMIT on the hottest path.
-        return await run_unit(conn, publisher, now=now, work=book_it, atomic=False)
+        # One statement, committing by itself: no BEGIN/COMMIT on the hottest path. A
+        # quota needs "count, then insert" in one transaction.
+        atomic = quotas.has_quotas(branch_rules)
+        return await run_unit(conn, publisher, now=now, work=book_it, atomic=atomic)
     return await idempotency_service.run_once(
         conn,
         publisher,
@@ -99,14 +103,30 @@ async def create(
 
 
 async def book(
-    conn: Connection, settings: Settings, *, user_id: int, data: ReservationCreate, now: datetime
+    conn: Connection,
+    settings: Settings,
+    branch_rules: rules.BranchRules,
+    *,
+    user_id: int,
+    data: ReservationCreate,
+    now: datetime,
 ) -> Reservation:
-    """Insert a CONFIRMED reservation; the exclusion constraints decide every race.
+    """Insert a CONFIRMED reservation; the exclusion constraints decide every race. The
+    caller checked the interval against ``branch_rules``; the quotas are checked here,
+    so with quotas this must run inside a transaction.
 
     One round trip in the common case: the insert itself checks that the seat is ACTIVE
     and that the user has no recent no-show. Only when it inserts nothing do we look
     closer (missing seat, closed seat, fair use) and, if the no-shows don't amount to a
     suspension, insert without that guard."""
+    await quotas.check(
+        conn,
+        branch_rules,
+        user_id=user_id,
+        seat_id=data.seat_id,
+        start=data.start_time,
+        end=data.end_time,
+    )
     no_shows_after = now - fair_use.lookback(settings)
 
     async def insert(unless_no_shows_since: datetime | None) -> Reservation | None:

@@ -215,7 +215,7 @@ async def _walk_in(
 
     async def work(uow: UnitOfWork) -> Reservation:
         booked = await reservations_service.book(
-            uow.conn, settings, user_id=user.id, data=data, now=now
+            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now
         )
         reservations_service.booked(uow.changes, booked, now=now)
         return await reservations_service.checked_in(uow, settings, booked.id, owner_id=user.id)

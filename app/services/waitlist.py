@@ -15,7 +15,7 @@ from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Susp
 from app.models import NotificationType, Reservation, TokenUser, WaitlistEntry, WaitlistStatus
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
-from app.services import fair_use, rules
+from app.services import fair_use, quotas, rules
 from app.services.access import check_may_read_user
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
@@ -191,6 +191,16 @@ async def offer_released(
         held_start = max(candidate["start_time"], now)
         if branch_rules.opening(held_start, candidate["end_time"]) is None:
             continue  # the hours changed since it joined; it waits for a fitting offer
+        over_quota = await quotas.locked_refusal(
+            conn,
+            branch_rules,
+            user_id=candidate["user_id"],
+            seat_id=seat_id,
+            start=held_start,
+            end=candidate["end_time"],
+        )
+        if over_quota is not None:
+            continue  # skipped: the offer would put its owner over a quota
         reservation_id = await waitlist_db.insert_held(
             conn,
             user_id=candidate["user_id"],
