@@ -243,9 +243,10 @@ async def next_availability_change(conn: Connection, now: datetime) -> datetime 
 
 
 _STATES = f"""
-    SELECT s.id AS seat_id, b.name AS branch, s.status, {_SEAT_AVAILABLE} AS available
+    SELECT s.id AS seat_id, b.name AS branch, s.status,
+           {_SEAT_AVAILABLE} AND NOT {_in_closed("$3")} AS available
     FROM seats s JOIN branches b ON b.id = s.branch_id
-    WHERE s.id = ANY($2::bigint[])
+    WHERE s.id = ANY($2::bigint[]) OR s.branch_id = ANY($4::bigint[])
     ORDER BY s.id
 """
 _SEAT_REF = """
@@ -255,9 +256,17 @@ _SEAT_REF = """
 _BRANCH_ID = "SELECT id FROM branches WHERE name = $1"
 
 
-async def seat_states(conn: Connection, seat_ids: list[int], now: datetime) -> list[SeatState]:
-    """Each seat's availability at ``now``, for ``seat.availability`` events."""
-    rows = await conn.fetch(_STATES, point(now), seat_ids)
+async def seat_states(
+    conn: Connection,
+    seat_ids: list[int],
+    now: datetime,
+    *,
+    closed: list[int],
+    of_branches: list[int] | None = None,
+) -> list[SeatState]:
+    """Each seat's availability at ``now`` (none in the ``closed`` branches), for
+    ``seat.availability`` events: of ``seat_ids`` and of every seat of ``of_branches``."""
+    rows = await conn.fetch(_STATES, point(now), seat_ids, closed, of_branches or [])
     return [SeatState(**dict(row)) for row in rows]
 
 
@@ -272,17 +281,21 @@ _CHANGED_BY_CLOCK = f"""
         SELECT r.seat_id FROM reservations r
         WHERE {_ACTIVE} AND r.end_time > $3 AND r.end_time <= $4
     )
-    SELECT s.id AS seat_id, b.name AS branch, s.status, {_available_during("$2")} AS available
+    SELECT s.id AS seat_id, b.name AS branch, s.status,
+           {_available_during("$2")} AND NOT {_in_closed("$5")} AS available
     FROM moved JOIN seats s ON s.id = moved.seat_id JOIN branches b ON b.id = s.branch_id
     WHERE ({_available_during("$1")}) <> ({_available_during("$2")})
     ORDER BY s.id
 """
 
 
-async def changed_by_clock(conn: Connection, since: datetime, now: datetime) -> list[SeatState]:
+async def changed_by_clock(
+    conn: Connection, since: datetime, now: datetime, *, closed: list[int]
+) -> list[SeatState]:
     """The seats whose present availability at ``now`` differs from that at ``since``
-    (earlier) because a reservation started or ended in between, with their state at ``now``."""
-    rows = await conn.fetch(_CHANGED_BY_CLOCK, point(since), point(now), since, now)
+    (earlier) because a reservation started or ended in between, with their state at
+    ``now`` (none available in the ``closed`` branches)."""
+    rows = await conn.fetch(_CHANGED_BY_CLOCK, point(since), point(now), since, now, closed)
     return [SeatState(**dict(row)) for row in rows]
 
 

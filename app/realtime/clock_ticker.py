@@ -1,13 +1,16 @@
-"""Seat events caused by the clock alone: a reservation starting or ending.
+"""Seat events caused by the clock alone: a reservation starting or ending, a branch
+opening or closing.
 
 A write publishes the seat states it changed (app/services/unit_of_work.py), through
 Redis to every instance; an offer that expires is such a write (the sweep's). Time
 passing writes nothing, so each instance runs this ticker for its own seat streams: at
 each moment a held, confirmed or checked-in reservation starts or ends, it asks
 PostgreSQL which seats' present availability changed since it last looked and hands
-those states to this process's Hub only, never to Redis. Every instance tells its own
-streams, so each stream hears each change once, however many instances run. While no
-seat stream is open in this process it sleeps and queries nothing.
+those states to this process's Hub only, never to Redis. When a branch opens or
+closes, every seat of it changes: each gets a ``seat.availability`` event, and the
+branch a ``seats.changed`` one (maps showing another time re-read their listing).
+Every instance tells its own streams, so each stream hears each change once, however
+many instances run. While no seat stream is open in this process it sleeps and queries nothing.
 
 "Now" is the app's Clock (tests move it); the waiting is real time.
 """
@@ -21,7 +24,8 @@ from app.clock import Clock
 from app.db import seats as seats_db
 from app.db.pool import Pool, connection
 from app.realtime.broker import Hub, Message, seat_message
-from app.realtime.events import CLOCK_HORIZON
+from app.realtime.events import CLOCK_HORIZON, SeatState
+from app.services import branches as branches_service
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,27 @@ class ClockTicker:
         since = self._since if self._since is not None and self._since < now else now
         self._rearm.clear()
         async with connection(self._pool) as conn:
+            schedules = await branches_service.schedules(conn, now=now)
+            closed = [i for i, s in schedules.items() if not s.is_open(now)]
+            turned = [
+                i
+                for i, s in schedules.items()
+                if since < now and s.is_open(since) != s.is_open(now)
+            ]
             for _ in range(READ_ATTEMPTS):
                 self._written_seats.clear()
-                changed = await seats_db.changed_by_clock(conn, since, now) if since < now else []
+                changed: list[SeatState] = []
+                turned_seats: list[SeatState] = []
+                if since < now:
+                    changed = await seats_db.changed_by_clock(conn, since, now, closed=closed)
+                if turned:  # a branch opened or closed: all its seats changed
+                    turned_seats = await seats_db.seat_states(
+                        conn, [], now, closed=closed, of_branches=turned
+                    )
+                    changed = [
+                        s for s in changed if s.branch not in {t.branch for t in turned_seats}
+                    ]
+                    changed += turned_seats
                 # A write that committed after this read may have had its event delivered
                 # while the read was under way: ours would then overtake it with an older
                 # state. Read again; the write is in the new snapshot.
@@ -79,7 +101,11 @@ class ClockTicker:
             self._since = now
             for state in changed:  # no await since the check above
                 self._hub.dispatch(seat_message(state), by_clock=True)
-            return await seats_db.next_availability_change(conn, now)
+            for branch in sorted({s.branch for s in turned_seats}):
+                self._hub.dispatch({"kind": "branch", "branch": branch}, by_clock=True)
+            upcoming = await seats_db.next_availability_change(conn, now)
+        changes = [c for s in schedules.values() if (c := s.next_change(now)) is not None]
+        return min([upcoming, *changes]) if upcoming is not None else min(changes, default=None)
 
     async def _run(self) -> None:
         while True:

@@ -35,6 +35,7 @@ from app.schemas.admin import (
 )
 from app.schemas.reservations import ReservationList, ReservationOut
 from app.schemas.seats import Page, SeatOut
+from app.services import branches as branches_service
 from app.services import reservations as reservations_service
 from app.services import waitlist as waitlist_service
 from app.services.unit_of_work import UnitOfWork, run_unit
@@ -116,7 +117,8 @@ async def update_seat(
             uow.changes.branches.add(seat["branch"])
             uow.changes.seats_now.add(seat_id)
             await _audit(uow.conn, actor, "seat.update", "seat", seat_id, before, seat, now)
-        [state] = await seats_db.seat_states(uow.conn, [seat_id], now)
+        closed = await branches_service.closed_branches(uow.conn, start=now, end=None, now=now)
+        [state] = await seats_db.seat_states(uow.conn, [seat_id], now, closed=closed.branch_ids)
         return SeatOut.model_validate({**seat, "available": state.available})
 
     return await run_unit(conn, publisher, now=now, work=work)

@@ -8,6 +8,7 @@ from app.db import seats as seats_db
 from app.db.pool import Connection
 from app.models import NotificationType
 from app.realtime.events import Changes
+from app.services import branches as branches_service
 from app.timeutil import iso_z
 
 
@@ -34,7 +35,8 @@ class Outbox:
         )
         self._pending.clear()
         if self.changes.seats_now:
+            closed = await branches_service.closed_branches(conn, start=now, end=None, now=now)
             self.changes.seat_states = await seats_db.seat_states(
-                conn, sorted(self.changes.seats_now), now
+                conn, sorted(self.changes.seats_now), now, closed=closed.branch_ids
             )
         return self.changes

@@ -86,6 +86,19 @@ def drained(subscription: Subscription) -> list[dict[str, Any]]:
     return [message["seat"] for message in found]
 
 
+def stream_messages(subscription: Subscription) -> list[dict[str, Any]]:
+    """Seat and branch messages in order, seat ones reduced to their seat."""
+    found: list[dict[str, Any]] = []
+    while not subscription.queue.empty():
+        message = subscription.queue.get_nowait()
+        found.append(
+            {"kind": "seat", "seat": message["seat"]}
+            if message["kind"] == "seat"
+            else {"kind": message["kind"], "branch": message["branch"]}
+        )
+    return found
+
+
 def state(seat_id: int, available: bool, status: str = "ACTIVE") -> dict[str, Any]:
     return {"seat_id": seat_id, "branch": "Main", "available": available, "status": status}
 
@@ -227,8 +240,10 @@ async def test_a_write_delivered_during_the_read_is_not_overtaken_by_an_older_st
     read = seats_db.changed_by_clock
     reads: list[list[SeatState]] = []
 
-    async def cancelled_meanwhile(conn: Any, since: datetime, now: datetime) -> list[SeatState]:
-        found = await read(conn, since, now)
+    async def cancelled_meanwhile(
+        conn: Any, since: datetime, now: datetime, *, closed: list[int]
+    ) -> list[SeatState]:
+        found = await read(conn, since, now, closed=closed)
         reads.append(found)
         if len(reads) == 1:
             await db.execute("UPDATE reservations SET status = 'CANCELLED' WHERE id = $1", booking)
@@ -422,3 +437,33 @@ async def test_with_two_instances_on_one_redis_each_stream_hears_the_clock_once(
         assert 0 <= taken_at - began < 1.0
         assert 0 <= freed_at - (began + 2) < 1.0
         assert extra == []  # once, not once per instance
+
+
+async def test_a_branch_opening_and_closing_tells_every_seat_of_it(
+    db: asyncpg.Connection, ticker: ClockTicker, hub: Hub
+) -> None:
+    """Main opens at 10:00 and closes at 11:00 (UTC): at each, every seat of Main changes
+    and Main gets a ``seats.changed``; another branch stays quiet."""
+    first, second = await seat_in(db, "Main", "A1"), await seat_in(db, "Main", "A2")
+    await seat_in(db, "Other", "B1")
+    await db.execute(
+        "UPDATE branches SET hours = $1::jsonb WHERE name = 'Main'",
+        '{"tuesday": [{"opens": "10:00", "closes": "11:00"}]}',
+    )
+    with watching(hub) as stream:
+        assert await ticker.tick(NOW) == T10  # the opening is the next change
+        assert drained(stream) == []
+        assert await ticker.tick(T10) == T11
+        opened = stream_messages(stream)
+        await ticker.tick(T11)
+        closed = stream_messages(stream)
+    assert opened == [
+        {"kind": "seat", "seat": state(first, True)},
+        {"kind": "seat", "seat": state(second, True)},
+        {"kind": "branch", "branch": "Main"},
+    ]
+    assert closed == [
+        {"kind": "seat", "seat": state(first, False)},
+        {"kind": "seat", "seat": state(second, False)},
+        {"kind": "branch", "branch": "Main"},
+    ]
