@@ -104,6 +104,43 @@ async def test_extend_a_reservation_and_hear_why_a_longer_end_is_refused(
     await expect(dialog).to_be_hidden()
 
 
+async def test_seat_map_shows_quota_use_and_a_refused_booking_says_used_of_limit(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    me = await web.student("S2021001")
+    admin = await staff_member(web, db)
+    bid: int = await db.fetchval("SELECT id FROM branches WHERE name = $1", library.branch)
+    response = await web.api.put(
+        f"/admin/branches/{bid}/policy",
+        json={"max_bookings_per_day": 1, "max_hours_per_week": 10},
+        headers=admin.headers,
+    )
+    assert response.status_code == 200, response.text
+    now = minute_now()
+    await add_reservation(
+        db,
+        user_id=me.id,
+        seat_id=library.seats["A2"],
+        start=now - timedelta(minutes=5),  # today, even a minute before midnight
+        end=now + timedelta(minutes=55),
+    )
+    page = await web.signed_in_page(me)
+    await page.goto(f"/app/branches/{library.branch}")
+    quota = page.locator("#quota-use")
+    await expect(quota).to_contain_text(
+        "Your use here: 1 of 1 booking today · 1 of 10 hours this week."
+    )
+    await expect(page.locator("#map")).to_have_attribute("aria-busy", "false")
+    await page.get_by_role("button", name=re.compile(r"^A3, free\b")).click()
+    dialog = page.get_by_role("dialog", name="Seat A3")
+    await dialog.get_by_role("button", name="Book").click()
+    await expect(dialog.get_by_role("alert")).to_contain_text(
+        "You've already made 1 of the 1 booking this library allows per student on that day."
+    )
+    await web.shot(page, "seatmap-quota")
+    assert await web.axe_violations(page) == []
+
+
 async def test_extend_past_the_closing_time_shows_the_day_s_hours(
     web: Web, library: Library, db: asyncpg.Connection
 ) -> None:
