@@ -350,7 +350,9 @@ async def test_a_booking_outside_the_hours_shows_the_server_detail_by_the_book_b
     assert await web.axe_violations(page) == []
     assert await db.fetchval("SELECT count(*) FROM reservations") == 0
     await dialog.get_by_role("button", name="Close").click()
-    await expect(page.get_by_role("region", name="Opening hours")).to_contain_text("Closed now")
+    await expect(page.get_by_role("region", name="Opening hours")).to_contain_text(
+        "Closed now · no opening ahead"
+    )
     # The map, read again, says so for every seat in service, in words.
     await expect(
         page.get_by_role("button", name=re.compile(r"^A3, outside hours\b"))

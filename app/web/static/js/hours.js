@@ -76,7 +76,7 @@ export function openState(branch) {
     parts.push(next ? [" · closes ", timeEl(next, whenText(next, tz))] : " · around the clock");
   } else {
     parts.push(h("strong", {}, h("span", { "aria-hidden": "true" }, "○ "), "Closed now"));
-    if (next) parts.push(" · opens ", timeEl(next, whenText(next, tz)));
+    parts.push(...(next ? [" · opens ", timeEl(next, whenText(next, tz))] : [" · no opening ahead"]));
   }
   return h("p", { class: `open-state ${branch.open_now ? "is-open" : "is-closed"}`, dataset: { open: String(branch.open_now) } }, ...parts);
 }
