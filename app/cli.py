@@ -204,6 +204,17 @@ def _print_seed(result: demo.SeedResult) -> None:
             f"admin password (generated; set ADMIN_PASSWORD to choose one): "
             f"{result.admin_password_generated}"
         )
+    print(DEMO_HOURS_HINT)
+
+
+# The demo branches stay open around the clock (v1 clients and tests rely on it).
+DEMO_HOURS_HINT = """\
+the demo branches are open around the clock; to give one opening hours, sign in as the
+admin and open /app/staff/hours, or call the API, e.g.
+  curl -X PUT http://127.0.0.1:8000/admin/branches/1/hours -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"weekly": {"monday": [{"opens": "08:00", "closes": "22:00"}], ...}}'
+(a day left out is closed; see GET /branches/1 and README "Opening hours")"""
 
 
 def mask_password(url: str) -> str:
