@@ -1,10 +1,10 @@
 """Extending a reservation: the owner moves the end of an active reservation later.
 
 One transaction: lock the reservation (after its seat's and owner's booking locks, in
-the booking's order), check its state and the rules of its branch (app/services/rules.py:
-policy length, opening hours) for the whole lengthened interval, then one conditional
-UPDATE of end_time. Taken time is the exclusion constraints' answer (409 seat_conflict /
-user_overlap), as for a booking.
+the booking's order), check its state and the rules of its branch for the whole
+lengthened interval (app/services/rules.py: policy length, opening hours;
+app/services/quotas.py), then one conditional UPDATE of end_time. Taken time is the
+exclusion constraints' answer (409 seat_conflict / user_overlap), as for a booking.
 The time added, [old end, new end), is published as the seat's change after COMMIT.
 Nothing is notified (the owner did it) and nothing audited (student actions are not).
 """
@@ -18,7 +18,7 @@ from app.models import Reservation, ReservationStatus, TokenUser
 from app.realtime.publisher import Publisher
 from app.schemas.reservations import ReservationExtend, ReservationOut
 from app.services import idempotency as idempotency_service
-from app.services import rules
+from app.services import quotas, rules
 from app.services.reservations import to_out
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
@@ -97,12 +97,23 @@ async def check_rules(
     conn: Connection, settings: Settings, current: Reservation, *, end: datetime, now: datetime
 ) -> None:
     """The rules of the reservation's branch for the whole lengthened reservation,
-    [start, ``end``): its length (422 invalid_interval) and one opening holding all of it
-    (422 outside_opening_hours). The one place an extension asks for them. The start may
-    lie in the past (a running reservation), so the booking's "not in the past" and
-    horizon rules do not apply."""
+    [start, ``end``): its length (422 invalid_interval), one opening holding all of it
+    (422 outside_opening_hours) and the quotas, counting it as [start, ``end``) in place
+    of what it was (409 quota_exceeded). The one place an extension asks for them. The
+    start may lie in the past (a running reservation), so the booking's "not in the past"
+    and horizon rules do not apply. The caller holds the seat's and the owner's booking
+    locks (the quotas take them again: they are re-entrant)."""
     branch_rules = await rules.for_seat(conn, settings, current.seat_id, now=now)
     if branch_rules is None:  # a seat with a reservation is never deleted
         raise NotFound("No such seat")
     rules.check_length(branch_rules, current.start_time, end)
     rules.check_within_hours(branch_rules, current.start_time, end)
+    await quotas.check(
+        conn,
+        branch_rules,
+        user_id=current.user_id,
+        seat_id=current.seat_id,
+        start=current.start_time,
+        end=end,
+        replacing=current.id,
+    )

@@ -198,6 +198,34 @@ async def test_an_end_past_closing_is_outside_opening_hours(
     assert response.status_code == 200, response.text
 
 
+async def test_the_weekly_hours_quota_counts_the_whole_lengthened_reservation(
+    api: httpx.AsyncClient, alice: Student, seats: tuple[int, int], db: asyncpg.Connection
+) -> None:
+    await db.execute("UPDATE branches SET max_hours_per_week = 2.5 WHERE name = 'Main'")
+    await booked(api, alice, seats[1], at(10, day=2), at(11, day=2))  # same ISO week
+    mine = await booked(api, alice, seats[0], T10, T11)
+
+    response = await extend(api, alice, mine["id"], T12)  # 1 + 2 hours > 2.5
+
+    body = assert_error(response, 409, "quota_exceeded")
+    assert {k: body[k] for k in ("quota", "limit", "used")} == {
+        "quota": "max_hours_per_week",
+        "limit": 2.5,
+        "used": 1,  # before the request: the other reservation; this one is being replaced
+    }
+    assert await end_of(db, mine["id"]) == T11
+    assert (await extend(api, alice, mine["id"], at(11, 30))).status_code == 200  # 1 + 1.5
+
+
+async def test_a_daily_bookings_quota_at_its_limit_does_not_refuse_an_extension(
+    api: httpx.AsyncClient, alice: Student, seats: tuple[int, int], db: asyncpg.Connection
+) -> None:
+    await db.execute("UPDATE branches SET max_bookings_per_day = 1 WHERE name = 'Main'")
+    mine = await booked(api, alice, seats[0], T10, T11)
+    response = await extend(api, alice, mine["id"], T12)  # still one booking that day
+    assert response.status_code == 200, response.text
+
+
 async def test_the_next_booking_of_the_seat_in_the_way_is_seat_conflict(
     api: httpx.AsyncClient,
     alice: Student,

@@ -208,3 +208,43 @@ _EXTENSION_LOCKS = """
     SELECT classid::int, objid::int, granted FROM pg_locks
     WHERE locktype = 'advisory' AND objsubid = 2 AND pid <> $1 AND pid <> pg_backend_pid()
 """
+
+
+async def test_one_students_simultaneous_extensions_never_exceed_the_weekly_hours_quota(
+    make_client: ClientFactory, db: asyncpg.Connection
+) -> None:
+    # Ten one-hour reservations on one day, a quota of 15 hours a week: of ten
+    # simultaneous extensions by an hour each, exactly five fit. Each counts the others
+    # under the student's booking lock, so none can count before another has written.
+    api = await make_client(**POOL)
+    branch = await add_branch(db)
+    await db.execute("UPDATE branches SET max_hours_per_week = 15 WHERE id = $1", branch)
+    seats = [await add_seat(db, branch, f"Q{n}") for n in range(10)]
+    [student] = await add_students(db, "QUOTA", 1)
+    held = [
+        await add_reservation(
+            db,
+            user_id=student.id,
+            seat_id=seat,
+            start=tomorrow_at(2 * n),
+            end=tomorrow_at(2 * n + 1),
+        )
+        for n, seat in enumerate(seats)
+    ]
+
+    responses = await asyncio.gather(
+        *(
+            extend(api, student, reservation_id, tomorrow_at(2 * n + 2))
+            for n, reservation_id in enumerate(held)
+        )
+    )
+
+    outcomes = sorted(outcome(r) for r in responses)
+    expected = [(200, None)] * 5 + [(409, "quota_exceeded")] * 5
+    assert outcomes == expected, [r.text for r in responses]
+    booked_hours = await db.fetchval(
+        "SELECT sum(extract(epoch FROM end_time - start_time)) / 3600 FROM reservations "
+        "WHERE user_id = $1",
+        student.id,
+    )
+    assert booked_hours == 15
