@@ -231,8 +231,9 @@ async def extend_reservation(
 ) -> ReservationOut | Response:
     """Move the end of your CONFIRMED or CHECKED_IN reservation later (not once it has ended).
 
-    The whole reservation, start to the new end, follows the booking rules; time taken on
-    the seat or by another of your reservations answers 409 as a booking does."""
+    The whole reservation, start to the new end, must fit the branch's
+    `max_reservation_hours`, one opening of the branch and its quotas; time taken on the
+    seat or by another of your reservations answers 409 as a booking does."""
     extended = await extension_service.extend(
         conn,
         publisher,

@@ -68,6 +68,7 @@ class ReservationExtend(BaseModel):
     """``POST /reservations/{id}/extend``."""
 
     end_time: Instant = Field(
-        description="The new end: later than the current one; the whole reservation at most "
-        "MAX_RESERVATION_HOURS long (half-open interval)"
+        description="With an offset. The new end: later than the current one; the whole "
+        "reservation, start to this end, within the branch's max_reservation_hours, inside "
+        "one opening of the branch and within its quotas (half-open interval)"
     )
