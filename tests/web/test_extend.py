@@ -104,6 +104,44 @@ async def test_extend_a_reservation_and_hear_why_a_longer_end_is_refused(
     await expect(dialog).to_be_hidden()
 
 
+async def test_extend_checked_in_over_a_weekly_quota_says_used_of_limit(
+    web: Web, library: Library, db: asyncpg.Connection
+) -> None:
+    me = await web.student("S2021001")
+    now = minute_now()
+    start, end = now - timedelta(minutes=10), now + timedelta(minutes=50)
+    mine = await add_reservation(
+        db, user_id=me.id, seat_id=library.seats["A3"], start=start, end=end, status="CHECKED_IN"
+    )
+    done = await add_reservation(
+        db,
+        user_id=me.id,
+        seat_id=library.seats["G1"],
+        start=now - timedelta(hours=3),
+        end=now - timedelta(hours=2),
+        status="COMPLETED",
+    )
+    admin = await staff_member(web, db)
+    bid: int = await db.fetchval("SELECT id FROM branches WHERE name = $1", library.branch)
+    response = await web.api.put(
+        f"/admin/branches/{bid}/policy", json={"max_hours_per_week": 2}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    page = await web.signed_in_page(me, "desktop")
+    await page.goto("/app/reservations")
+    # Only what still holds a seat can be extended.
+    await expect(page.locator(f'[data-reservation-id="{done}"]')).to_contain_text("Completed")
+    await expect(page.get_by_role("button", name="Extend seat G1")).to_have_count(0)
+    dialog = await open_extend(page, "A3")
+    await dialog.get_by_label(re.compile(r"1 hour later")).check()
+    await dialog.get_by_role("button", name="Extend", exact=True).click()
+    await expect(dialog.get_by_role("alert")).to_contain_text(
+        re.compile(r"over this library's weekly limit: you've booked [\d.]+ of your 2 hours")
+    )
+    await web.shot(page, "extend-quota")
+    assert (await reservation_row(db, mine))["end_time"] == end
+
+
 async def test_seat_map_shows_quota_use_and_a_refused_booking_says_used_of_limit(
     web: Web, library: Library, db: asyncpg.Connection
 ) -> None:
