@@ -18,7 +18,7 @@ from app.models import Reservation, ReservationStatus, TokenUser
 from app.realtime.publisher import Publisher
 from app.schemas.reservations import ReservationExtend, ReservationOut
 from app.services import idempotency as idempotency_service
-from app.services import quotas, rules
+from app.services import policy, quotas, rules
 from app.services.reservations import to_out
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
@@ -74,6 +74,10 @@ async def extended(
         raise InvalidState(f"Cannot extend a {current.status} reservation")
     if current.end_time <= uow.now:
         raise InvalidState(f"The reservation ended at {iso_z(current.end_time)}")
+    _, deadline = policy.checkin_window(current, settings)
+    if current.status == ReservationStatus.CONFIRMED and uow.now > deadline:
+        # Not checked in by the deadline: a no-show waiting for the sweep, as cancel says.
+        raise InvalidState("The check-in deadline has passed: it counts as a no-show")
     if end <= current.end_time:
         raise InvalidInterval(
             f"end_time must be later than the current end, {iso_z(current.end_time)}"

@@ -16,9 +16,11 @@ from app.deps import app_state
 from app.realtime.broker import Broker
 from tests.conftest import ClientFactory
 from tests.factories import (
+    GRACE,
     HOUR,
     MINUTE,
     RESERVATION_FIELDS,
+    SECOND,
     T10,
     T11,
     T12,
@@ -300,6 +302,21 @@ async def test_a_reservation_that_has_ended_is_invalid_state(
     body = assert_error(await extend(api, alice, mine, T12), 409, "invalid_state")
     assert "ended" in body["detail"]
     assert await end_of(db, mine) == T11
+
+
+async def test_a_confirmed_reservation_past_its_check_in_deadline_is_invalid_state(
+    api: httpx.AsyncClient,
+    clock: FrozenClock,
+    alice: Student,
+    seats: tuple[int, int],
+    db: asyncpg.Connection,
+) -> None:
+    mine = await add_reservation(db, user_id=alice.id, seat_id=seats[0], start=T10, end=T11)
+    clock.set(T10 + GRACE)  # the last instant of its check-in window: still extendable
+    assert (await extend(api, alice, mine, T11 + 30 * MINUTE)).status_code == 200
+    clock.set(T10 + GRACE + SECOND)
+    body = assert_error(await extend(api, alice, mine, T12), 409, "invalid_state")
+    assert "no-show" in body["detail"]
 
 
 async def test_someone_elses_reservation_is_not_found_like_a_missing_one(
