@@ -9,6 +9,7 @@ import asyncpg
 from app.db import statuses
 from app.db.pool import Connection
 from app.db.reservations import COLUMNS as RESERVATION_COLUMNS
+from app.db.reservations import SEAT_LOCK
 from app.errors import error_for_constraint
 from app.models import Reservation
 
@@ -40,7 +41,8 @@ _SCHEDULES = """
 # One branch's schedule, name and own policy: by branch id $1, or by the seat $3 when
 # $1 is NULL; closures ending on or after the local date $2.
 _RULES = f"""
-    SELECT b.id, b.name, b.timezone, b.hours, {", ".join("b." + c for c in POLICY_COLUMNS)},
+    SELECT b.id, b.name, b.timezone, b.hours, b.rules_version,
+           {", ".join("b." + c for c in POLICY_COLUMNS)},
            coalesce((SELECT jsonb_agg(jsonb_build_object(
                          'id', c.id, 'date_from', c.date_from, 'date_to', c.date_to,
                          'reason', c.reason, 'open', c.open) ORDER BY c.date_from)
@@ -80,6 +82,15 @@ async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:
 
 _LOCK_BRANCH = "SELECT id, name, timezone, hours FROM branches WHERE id = $1 FOR UPDATE"
 _SET_HOURS = "UPDATE branches SET hours = $2 WHERE id = $1"
+# Every seat's booking lock (app/db/reservations.py SEAT_LOCK), in one order, then a new
+# rules version: bookings in flight finish first; later ones see the new version.
+_NEW_RULES_VERSION = f"""
+    WITH locked AS MATERIALIZED (
+        SELECT count(pg_advisory_xact_lock({SEAT_LOCK}, (id % 2147483647)::int))
+        FROM (SELECT id FROM seats WHERE branch_id = $1 ORDER BY id) ordered
+    )
+    UPDATE branches SET rules_version = rules_version + 1 FROM locked WHERE id = $1
+"""
 _LOCK_POLICY = f"SELECT name, {', '.join(POLICY_COLUMNS)} FROM branches WHERE id = $1 FOR UPDATE"
 # Every active reservation of the branch that has not ended, locked for a cancellation.
 _ACTIVE_IN_BRANCH = f"""
@@ -111,6 +122,12 @@ async def lock_branch(conn: Connection, branch_id: int) -> dict[str, Any] | None
 
 async def set_hours(conn: Connection, branch_id: int, hours: dict[str, Any]) -> None:
     await conn.execute(_SET_HOURS, branch_id, hours)
+
+
+async def new_rules_version(conn: Connection, branch_id: int) -> None:
+    """Mark the branch's booking rules changed, after the bookings under way (inside the
+    staff change's transaction; see migration 0006)."""
+    await conn.execute(_NEW_RULES_VERSION, branch_id)
 
 
 async def lock_policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:

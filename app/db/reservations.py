@@ -70,8 +70,11 @@ _INSERT = f"""
             WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6)
         RETURNING *
     )
-    SELECT {COLUMNS} FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+    -- The branch's rules version as of now that the locks are held (migration 0006).
+    SELECT {COLUMNS}, dlsms_rules_version(s.branch_id) AS rules_version
+    FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
 """
+_DELETE_NEW = "DELETE FROM reservations WHERE id = $1 AND status = 'CONFIRMED'"
 
 _GET = f"SELECT {COLUMNS} FROM reservations r {_JOIN_SEAT} WHERE r.id = $1"
 
@@ -160,6 +163,12 @@ async def booking_context(
     return BookingContext(row["status"], row["branch"], list(row["no_show_starts"]))
 
 
+@dataclass(frozen=True)
+class Inserted:
+    reservation: Reservation
+    rules_version: int  # the branch's, read after the insert's locks were taken
+
+
 async def insert(
     conn: Connection,
     *,
@@ -169,7 +178,7 @@ async def insert(
     end: datetime,
     now: datetime,
     unless_no_shows_since: datetime | None,
-) -> Reservation | None:
+) -> Inserted | None:
     """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE, or the
     user has a no-show after ``unless_no_shows_since`` (when given).
 
@@ -186,7 +195,17 @@ async def insert(
             row = await conn.fetchrow(_INSERT, *args)
     except (asyncpg.ExclusionViolationError, asyncpg.ForeignKeyViolationError) as exc:
         raise error_for_constraint(exc) from exc
-    return None if row is None else _reservation(row)
+    if row is None:
+        return None
+    fields = dict(row)
+    rules_version = fields.pop("rules_version")
+    return Inserted(Reservation.model_validate(fields), rules_version)
+
+
+async def delete_new(conn: Connection, reservation_id: int) -> None:
+    """Take back a booking just made that the rules refuse after all (it was never
+    answered to anyone)."""
+    await conn.execute(_DELETE_NEW, reservation_id)
 
 
 async def get(conn: Connection, reservation_id: int) -> Reservation | None:

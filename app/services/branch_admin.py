@@ -53,10 +53,13 @@ async def _misfits(uow: UnitOfWork, branch_id: int) -> list[Reservation]:
 
 
 async def _locked_branch(uow: UnitOfWork, branch_id: int) -> dict[str, Any]:
-    # The branch row lock orders hours and closure changes of one branch.
+    # The branch row lock orders hours and closure changes of one branch; the new rules
+    # version waits for the bookings under way, so what no longer fits is seen whole, and
+    # a booking that read the old rules is judged again by the new ones.
     branch = await branches_db.lock_branch(uow.conn, branch_id)
     if branch is None:
         raise NotFound("No such branch")
+    await branches_db.new_rules_version(uow.conn, branch_id)
     return branch
 
 
@@ -188,6 +191,7 @@ async def set_policy(
         before = await branches_db.lock_policy(uow.conn, branch_id)
         if before is None:
             raise NotFound("No such branch")
+        await branches_db.new_rules_version(uow.conn, branch_id)
         await branches_db.set_policy(uow.conn, branch_id, changes)
         own = {**before, **changes}
         await admin_db.audit(

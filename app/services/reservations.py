@@ -12,6 +12,7 @@ from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
 from app.errors import (
     CheckinWindow,
+    DomainError,
     InvalidState,
     NotFound,
     SeatUnavailable,
@@ -130,7 +131,7 @@ async def book(
     no_shows_after = now - fair_use.lookback(settings)
 
     async def insert(unless_no_shows_since: datetime | None) -> Reservation | None:
-        return await reservations_db.insert(
+        inserted = await reservations_db.insert(
             conn,
             user_id=user_id,
             seat_id=data.seat_id,
@@ -139,6 +140,9 @@ async def book(
             now=now,
             unless_no_shows_since=unless_no_shows_since,
         )
+        if inserted is not None and inserted.rules_version != branch_rules.version:
+            await _recheck(conn, settings, inserted.reservation, now=now)
+        return None if inserted is None else inserted.reservation
 
     reservation = await insert(no_shows_after)
     if reservation is not None:
@@ -157,6 +161,23 @@ async def book(
     if reservation is None:  # staff closed the seat a moment ago
         raise SeatUnavailable("The seat is not open for booking")
     return reservation
+
+
+async def _recheck(
+    conn: Connection, settings: Settings, reservation: Reservation, *, now: datetime
+) -> None:
+    """Staff changed the branch's rules between our reading them and our insert (which
+    then waited for that change to commit): judge the booking by the new ones, taking it
+    back if they refuse it."""
+    fresh = await rules.for_seat(conn, settings, reservation.seat_id, now=now)
+    try:
+        if fresh is None:
+            raise NotFound("No such seat")
+        rules.check_length(fresh, reservation.start_time, reservation.end_time)
+        rules.check_within_hours(fresh, reservation.start_time, reservation.end_time)
+    except DomainError:
+        await reservations_db.delete_new(conn, reservation.id)
+        raise
 
 
 def booked(changes: Changes, reservation: Reservation, *, now: datetime) -> None:

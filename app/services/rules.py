@@ -26,6 +26,7 @@ class BranchRules:
     branch: str
     schedule: Schedule
     policy: Policy
+    version: int  # branches.rules_version when read (migration 0006)
 
     def opening(self, start: datetime, end: datetime) -> Interval | None:
         """The one opening holding all of [start, end), or None."""
@@ -66,6 +67,7 @@ def _rules(settings: Settings, row: dict[str, object]) -> BranchRules:
         branch=str(row["name"]),
         schedule=schedule_from_row(row),
         policy=policy.effective(settings, row),
+        version=int(str(row["rules_version"])),
     )
 
 
