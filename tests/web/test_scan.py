@@ -63,9 +63,10 @@ async def test_scan_of_a_taken_seat_says_when_it_frees_up(
 ) -> None:
     owner, student = await web.student("S2021002"), await web.student("S2021001")
     now = minute_now()
-    await add_reservation(
-        db, user_id=owner.id, seat_id=library.seats["A3"], start=now, end=now + timedelta(hours=1)
-    )
+    # It must free up today (the branch is in UTC): late in the day, just before midnight.
+    midnight = now.replace(hour=0, minute=0) + timedelta(days=1)
+    end = min(now + timedelta(hours=1), midnight - timedelta(seconds=1))
+    await add_reservation(db, user_id=owner.id, seat_id=library.seats["A3"], start=now, end=end)
     url = await seat_url(web, db, library.seats["A3"])
     page = await web.signed_in_page(student, "desktop")
     await page.goto(url)
