@@ -25,6 +25,7 @@ SIGNED_IN = {
     "waitlist": "/app/waitlist",
     "notifications": "/app/notifications",
     "reservations-empty": "/app/reservations",
+    "find": "/app/find",
 }
 STAFF_PATHS = [
     "/app/staff/seats",
@@ -32,6 +33,8 @@ STAFF_PATHS = [
     "/app/staff/desk",
     "/app/staff/stats",
     "/app/staff/audit",
+    "/app/staff/hours",
+    "/app/staff/policy",
 ]
 WEIGHED = ("document", "stylesheet", "script")
 BUDGET = 150_000
@@ -84,6 +87,7 @@ async def test_every_page_keeps_to_the_weight_budget(
         ("S2021001", "/app/reservations"),
         ("S2021001", "/app/waitlist"),
         ("S2021001", "/app/notifications"),
+        ("S2021001", "/app/find"),
         ("S2021001", f"/s/{library.seats['A2']}?k={code.json()['k']}"),
         *(("LIB0001", path) for path in STAFF_PATHS),
     ]
