@@ -81,6 +81,17 @@ _NEXT_CANDIDATE = f"""
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
 """
+# The ACTIVE seats of branch $1 that WAITING entries overlapping $2 ask for: their own
+# seat, or every seat of the branch for an entry that takes any.
+_SEATS_WANTED = """
+    SELECT s.id FROM seats s
+    WHERE s.branch_id = $1 AND s.status = 'ACTIVE' AND EXISTS (
+        SELECT 1 FROM waitlist_entries w
+        WHERE w.status = 'WAITING' AND w.branch_id = $1
+          AND (w.seat_id = s.id OR w.seat_id IS NULL)
+          AND tstzrange(w.start_time, w.end_time, '[)') && $2::tstzrange)
+    ORDER BY s.id
+"""
 _INSERT_HELD = """
     INSERT INTO reservations (user_id, seat_id, start_time, end_time, status, offer_expires_at,
                               created_at, updated_at)
@@ -179,6 +190,10 @@ async def next_candidate(
     skip: list[int],
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(_NEXT_CANDIDATE, seat_id, branch_id, released, now, skip)
+
+
+async def seats_wanted(conn: Connection, branch_id: int, within: Range[datetime]) -> list[int]:
+    return [row["id"] for row in await conn.fetch(_SEATS_WANTED, branch_id, within)]
 
 
 async def insert_held(

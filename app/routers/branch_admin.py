@@ -83,11 +83,13 @@ async def list_closures(
     "/closures/{closure_id}", response_model=ClosureOut, responses=error_responses(NotFound)
 )
 async def delete_closure(
-    closure_id: PathId, admin: AdminUser, conn: Conn, publisher: PublisherDep, now: Now
-) -> ClosureOut:
-    """Remove a closure: the weekly hours decide those dates again."""
+    closure_id: PathId, admin: AdminUser, conn: Conn, publisher: PublisherDep,
+    settings: SettingsDep, now: Now,
+) -> ClosureOut:  # fmt: skip
+    """Remove a closure: the weekly hours decide those dates again, and the waitlist is
+    offered the time that opens again."""
     return await branch_admin_service.delete_closure(
-        conn, publisher, actor=admin, closure_id=closure_id, now=now
+        conn, publisher, settings, actor=admin, closure_id=closure_id, now=now
     )
 
 

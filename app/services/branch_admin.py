@@ -24,6 +24,7 @@ from app.schemas.branches import (
 from app.services import admin as admin_service
 from app.services import branches as branches_service
 from app.services import openings
+from app.services import waitlist as waitlist_service
 from app.services.branches import Schedule
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
@@ -151,9 +152,16 @@ async def list_closures(
 
 
 async def delete_closure(
-    conn: Connection, publisher: Publisher, *, actor: TokenUser, closure_id: int, now: datetime
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    actor: TokenUser,
+    closure_id: int,
+    now: datetime,
 ) -> ClosureOut:
-    """Remove a closure: the template decides those dates again (nothing is rebooked)."""
+    """Remove a closure: the template decides those dates again. Nothing cancelled is
+    rebooked, but the waitlist is offered the time that opens again."""
 
     async def work(uow: UnitOfWork) -> ClosureOut:
         branch_id = await branches_db.closure_branch(uow.conn, closure_id)
@@ -167,6 +175,14 @@ async def delete_closure(
             entity_id=closure_id, before=out.model_dump(mode="json"), after=None, now=now,
         )  # fmt: skip
         uow.changes.branches.add(branch["name"])
+        zone = ZoneInfo(branch["timezone"])
+        reopened_from = max(now, openings.local_instant(out.date_from, 0, zone))
+        reopened_to = openings.local_instant(out.date_to, openings.MINUTES_PER_DAY, zone)
+        if reopened_from < reopened_to:
+            await waitlist_service.offer_reopened(
+                uow, settings, branch_id=out.branch_id, branch=branch["name"],
+                start=reopened_from, end=reopened_to,
+            )  # fmt: skip
         return out
 
     return await run_unit(conn, publisher, now=now, work=work)

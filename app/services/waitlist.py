@@ -158,6 +158,24 @@ async def release(uow: UnitOfWork, settings: Settings, freed: Reservation) -> No
         )
 
 
+async def offer_reopened(
+    uow: UnitOfWork,
+    settings: Settings,
+    *,
+    branch_id: int,
+    branch: str,
+    start: datetime,
+    end: datetime,
+) -> None:
+    """The branch is open again in [start, end) (a closure removed): offer that time on
+    each seat someone waits for, as if it had just been released."""
+    within = seats_db.interval(start, end)
+    for seat_id in await waitlist_db.seats_wanted(uow.conn, branch_id, within):
+        await offer_released(
+            uow, settings, seat_id=seat_id, branch_id=branch_id, branch=branch, start=start, end=end
+        )
+
+
 async def offer_released(
     uow: UnitOfWork,
     settings: Settings,

@@ -248,6 +248,33 @@ async def test_deleting_a_closure_gives_the_dates_back_to_the_weekly_hours(
     assert_error(again, 404, "not_found")
 
 
+async def test_deleting_a_closure_offers_the_reopened_time_to_the_waitlist(
+    api: httpx.AsyncClient, db: asyncpg.Connection, scene: Scene, admin: Student
+) -> None:
+    created = await api.post(
+        f"/admin/branches/{scene.branch}/closures",
+        json={"date_from": "2026-12-24", "date_to": "2026-12-24", "reason": "Christmas Eve"},
+        headers=admin.headers,
+    )
+    # An entry made before the closure, kept in place while the branch was closed.
+    waiting = await add_student(db, "S3000009")
+    entry = await db.fetchval(
+        "INSERT INTO waitlist_entries (user_id, branch_id, seat_id, start_time, end_time, "
+        "status, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, 'WAITING', $5, $5) "
+        "RETURNING id",
+        waiting.id, scene.branch, at(10, day=24), at(12, day=24), NOW,
+    )  # fmt: skip
+    deleted = await api.delete(f"/admin/closures/{created.json()['id']}", headers=admin.headers)
+    assert deleted.status_code == 200, deleted.text
+    row = await db.fetchrow(
+        "SELECT status, reservation_id FROM waitlist_entries WHERE id = $1", entry
+    )
+    assert row["status"] == "OFFERED"
+    assert await reservation_status(db, row["reservation_id"]) == "HELD"
+    offers = await my_notifications(api, waiting, kind="waitlist.offer")
+    assert len(offers) == 1
+
+
 @pytest.mark.redis
 async def test_new_hours_show_in_the_very_next_cached_branch_list(
     make_client: ClientFactory, redis_url: str, scene: Scene, admin: Student
