@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--grpc-port",
+        type=_port,
+        default=None,
+        help="also serve gRPC on this port (every worker; as GRPC_PORT)",
+    )
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     seed = commands.add_parser("seed", help="load data")
     seed.add_argument(
@@ -48,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     create_admin.add_argument("--name", default="Library Staff")
 
     args = parser.parse_args(argv)
+    if getattr(args, "grpc_port", None) is not None:
+        # The workers read their settings from the environment: GRPC_PORT reaches them all.
+        os.environ["GRPC_PORT"] = str(args.grpc_port)
     settings = load_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if args.command == "serve":
@@ -112,7 +121,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             f"{settings.DLSMS_ENV})\n"
             f"  database: {database}\n"
             f"  redis:    {redis}\n"
-            f"  docs:     {base}/docs",
+            f"  docs:     {base}/docs"
+            + (f"\n  grpc:     port {settings.GRPC_PORT}" if settings.GRPC_PORT else ""),
             flush=True,
         )
         if settings.jwt_secret_generated:
@@ -136,6 +146,16 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             # create_app applies X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS: one place.
             proxy_headers=False,
         )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535 (got {text!r})")
+    return port
 
 
 def _login_name(student_id: str) -> str:

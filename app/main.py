@@ -21,6 +21,7 @@ from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
 from app.errors import install_error_handlers
 from app.fastpath import CachedListingMiddleware
+from app.grpc.server import GrpcServer
 from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
 from app.metrics import MetricsMiddleware
@@ -180,7 +181,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
     gc.collect()
     gc.freeze()
 
-    return AppState(
+    state = AppState(
         settings=settings,
         clock=clock,
         database_url=database_url,
@@ -192,6 +193,12 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
     )
+    if settings.GRPC_PORT is not None:
+        # In this event loop, over this state; stopped first at shutdown (streams end).
+        grpc = GrpcServer(state, port=settings.GRPC_PORT)
+        await grpc.start()
+        stack.push_async_callback(grpc.stop, settings.SHUTDOWN_GRACE_SECONDS)
+    return state
 
 
 def load_settings() -> Settings:

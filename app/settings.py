@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(65536, ge=1024)
     # Longest a shutdown waits for requests in flight (SSE streams are told to go at once).
     SHUTDOWN_GRACE_SECONDS: float = Field(10, ge=0)
+    # gRPC (api.md, "gRPC"): the port of the grpc.aio server in the same process; unset,
+    # no gRPC. Every worker binds it (SO_REUSEPORT).
+    GRPC_PORT: int | None = Field(None, ge=1, le=65535)
 
     # Demo seed
     ADMIN_PASSWORD: SecretStr | None = None
@@ -113,6 +116,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(_REDIS_SCHEMES):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("GRPC_PORT", mode="before")
+    @classmethod
+    def _unset_port(cls, value: Any) -> Any:
+        return None if value == "" else value  # GRPC_PORT= (empty): no gRPC
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -8,7 +8,8 @@ brings the browser back with ``Last-Event-ID``, and it resumes where it left off
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -38,7 +39,7 @@ async def _replay(pool: Pool, user_id: int, after: int) -> list[dict[str, Any]]:
             after = batch[-1].id
 
 
-async def _next(
+async def next_message(
     subscription: Subscription, deadline: float, shutdown: anyio.Event
 ) -> dict[str, Any] | None:
     """The next message, or None when the stream's lifetime is over or the server is
@@ -59,7 +60,7 @@ async def _next(
     return get.result() if get in done else None
 
 
-async def notification_events(
+async def notification_feed(
     pool: Pool,
     broker: Broker,
     settings: Settings,
@@ -67,7 +68,10 @@ async def notification_events(
     user_id: int,
     last_event_id: int | None,
     shutdown: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[int | dict[str, Any], None]:
+    """A user's notifications for a stream (SSE here, gRPC's StreamNotifications): first
+    the id the stream starts after (an int), then each notification body (as
+    ``notification_json``) in id order, until the lifetime cap or shutdown."""
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
     with broker.hub.user(user_id) as subscription:
         # Where this stream starts is fixed before the client hears it is open, so a
@@ -79,15 +83,13 @@ async def notification_events(
         else:
             last = last_event_id
             missed = await _replay(pool, user_id, last)
-        # `id:` even before the first event: a browser that drops and reconnects sends it
-        # back as Last-Event-ID and gets what it missed instead of starting from "now".
-        yield ServerSentEvent(comment="connected", id=str(last), retry=settings.SSE_RETRY_MS)
+        yield last
         while True:
             for body in missed:
                 if body["id"] > last:
-                    yield _notification_event(body)
+                    yield body
                     last = body["id"]
-            message = await _next(subscription, deadline, shutdown)
+            message = await next_message(subscription, deadline, shutdown)
             if message is None:
                 return
             if subscription.lagging:  # the queue overflowed: PostgreSQL has everything
@@ -99,16 +101,54 @@ async def notification_events(
                 missed = [message["notification"]]
 
 
-async def seat_events(
-    broker: Broker, settings: Settings, *, branch: str | None, shutdown: anyio.Event
+async def notification_events(
+    pool: Pool,
+    broker: Broker,
+    settings: Settings,
+    *,
+    user_id: int,
+    last_event_id: int | None,
+    shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
+    feed = notification_feed(
+        pool, broker, settings, user_id=user_id, last_event_id=last_event_id, shutdown=shutdown
+    )
+    async with contextlib.aclosing(feed):  # unsubscribed when the response ends
+        async for item in feed:
+            if isinstance(item, int):
+                # `id:` even before the first event: a browser that drops and reconnects
+                # sends it back as Last-Event-ID and gets what it missed instead of "now".
+                yield ServerSentEvent(
+                    comment="connected", id=str(item), retry=settings.SSE_RETRY_MS
+                )
+            else:
+                yield _notification_event(item)
+
+
+async def seat_feed(
+    broker: Broker, settings: Settings, *, branch: str | None, shutdown: anyio.Event
+) -> AsyncGenerator[dict[str, Any] | None, None]:
+    """A seat map's messages for a stream (SSE here, gRPC's WatchSeats): first None once
+    subscribed, then each ``seat`` or ``branch`` message, until the lifetime cap or
+    shutdown."""
     deadline = asyncio.get_running_loop().time() + settings.SSE_MAX_STREAM_SECONDS
     # Subscribed before the client hears the stream is open: no change after that is lost.
     with broker.hub.branch(branch) as subscription:
-        yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
-        while (message := await _next(subscription, deadline, shutdown)) is not None:
+        yield None
+        while (message := await next_message(subscription, deadline, shutdown)) is not None:
             subscription.lagging = False  # a seat map only needs the latest states
-            if message["kind"] == "branch":
+            yield message
+
+
+async def seat_events(
+    broker: Broker, settings: Settings, *, branch: str | None, shutdown: anyio.Event
+) -> AsyncIterator[ServerSentEvent]:
+    feed = seat_feed(broker, settings, branch=branch, shutdown=shutdown)
+    async with contextlib.aclosing(feed):  # unsubscribed when the response ends
+        async for message in feed:
+            if message is None:
+                yield ServerSentEvent(comment="connected", retry=settings.SSE_RETRY_MS)
+            elif message["kind"] == "branch":
                 # Availability changed for some interval, not necessarily now: a map
                 # showing another time re-reads its listing.
                 yield ServerSentEvent(

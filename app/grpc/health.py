@@ -1,0 +1,70 @@
+"""grpc.health.v1 following /ready: SERVING while PostgreSQL answers, else NOT_SERVING
+(Redis is optional, as for /ready). A task checks every few seconds, so a Check or a
+Watch costs no query; at shutdown every service turns NOT_SERVING."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from grpc_health.v1 import health
+from grpc_health.v1 import health_pb2 as health_pb
+
+from app.db.pool import Pool, connection
+from app.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_SECONDS = 1.0  # as /ready's
+
+
+async def database_answers(pool: Pool) -> bool:
+    """/ready's test: a ``SELECT 1`` through the pool within a second."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            async with connection(pool) as conn:
+                await conn.fetchval("SELECT 1")
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.warning("gRPC health: database down: %s", type(exc).__name__)
+        return False
+    return True
+
+
+class HealthWatcher:
+    """Keeps the health servicer's statuses (overall "" and each service) up to date."""
+
+    def __init__(self, pool: Pool, services: Iterable[str], interval: float) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._pool = pool
+        self._services = ["", *services]
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.check()  # a status before the first client asks
+        self._task = asyncio.create_task(self._run(), name="grpc-health")
+
+    async def check(self) -> None:
+        up = await database_answers(self._pool)
+        status = (
+            health_pb.HealthCheckResponse.SERVING
+            if up
+            else (health_pb.HealthCheckResponse.NOT_SERVING)
+        )
+        for service in self._services:
+            await self.servicer.set(service, status)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.check()
+            except Exception:  # (the watcher must outlive any one failure)
+                log.exception("gRPC health check failed")
+
+    async def stop(self) -> None:
+        await self.servicer.enter_graceful_shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
