@@ -16,7 +16,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.errors import InvalidInterval
-from app.schemas.common import Day
+from app.schemas.common import Day, UtcDatetime
+from app.schemas.reservations import SeatRef
 from app.schemas.seats import BranchOut, Interval
 from app.services import openings
 
@@ -129,12 +130,26 @@ class HoursPut(BaseModel):
     )
 
 
+class ConflictOut(BaseModel):
+    """A reservation the new hours do not hold: enough for staff to decide."""
+
+    id: int
+    user_id: int
+    seat: SeatRef
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    status: str
+
+
 class HoursChangeOut(BaseModel):
     branch_id: int
     hours: WeeklyHours
     conflicts: list[int] = Field(
         description="Active reservations that have not ended and no longer fit the hours "
         "(cancelled with `cancel_conflicting`)"
+    )
+    conflicting: list[ConflictOut] = Field(
+        description="(An extension) the same reservations with their seat and times"
     )
 
 

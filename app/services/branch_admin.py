@@ -91,10 +91,27 @@ async def set_hours(
         )  # fmt: skip
         uow.changes.branches.add(branch["name"])  # open_now and next_change_at move
         return HoursChangeOut.model_validate(
-            {"branch_id": branch_id, "hours": hours, "conflicts": [r.id for r in conflicts]}
+            {
+                "branch_id": branch_id,
+                "hours": hours,
+                "conflicts": [r.id for r in conflicts],
+                "conflicting": [_conflict(r) for r in conflicts],
+            }
         )
 
     return await run_unit(conn, publisher, now=now, work=work)
+
+
+def _conflict(r: Reservation) -> dict[str, Any]:
+    seat = {"id": r.seat_id, "branch": r.branch, "area": r.area, "label": r.label}
+    return {
+        "id": r.id,
+        "user_id": r.user_id,
+        "seat": seat,
+        "start_time": r.start_time,
+        "end_time": r.end_time,
+        "status": r.status.value,
+    }
 
 
 async def add_closure(

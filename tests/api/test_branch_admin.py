@@ -95,6 +95,14 @@ async def test_new_hours_list_what_no_longer_fits_and_cancel_nothing_by_default(
     assert body["hours"]["saturday"] == []
     # The evening runs past 22:00 and Saturday is closed; the morning fits from now on.
     assert body["conflicts"] == [scene.evening, scene.saturday]
+    evening = body["conflicting"][0]
+    assert [c["id"] for c in body["conflicting"]] == body["conflicts"]
+    assert (evening["seat"]["label"], evening["start_time"], evening["end_time"]) == (
+        "A1",
+        "2026-12-01T20:00:00Z",
+        "2026-12-01T23:00:00Z",
+    )
+    assert (evening["user_id"], evening["status"]) == (scene.student.id, "CONFIRMED")
     for reservation in (scene.morning, scene.evening, scene.saturday):
         assert await reservation_status(db, reservation) in ("CONFIRMED", "CHECKED_IN")
     branch = (await api.get(f"/branches/{scene.branch}")).json()

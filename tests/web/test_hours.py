@@ -89,7 +89,12 @@ async def test_staff_set_weekly_hours_and_cancel_what_no_longer_fits_only_when_c
 
     # The 10:00 reservation no longer fits: saved, listed, kept until confirmed.
     dialog = page.get_by_role("dialog", name="Reservations outside the new hours")
-    await expect(dialog).to_contain_text(f"Reservation #{booked}")
+    # Each named by seat, time on the branch clock (UTC here) and id.
+    local = tomorrow.astimezone(UTC)
+    await expect(dialog).to_contain_text(
+        f"A1 (Quiet) · {local:%a} {local.day} {local:%b} {local:%H:%M}–"
+        f"{local + timedelta(hours=1):%H:%M} · confirmed · #{booked}"
+    )
     # The safe choice has the focus: Enter alone cancels nothing.
     await expect(dialog.get_by_role("button", name="Keep them")).to_be_focused()
     await check(web, page, "staff-hours-conflicts")

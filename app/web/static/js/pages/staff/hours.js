@@ -7,7 +7,7 @@ import { request } from "/static/js/api.js";
 import { h, busy, showError, clearError, showOk, announce } from "/static/js/ui.js";
 import { staffOnly } from "/static/js/staff.js";
 import { clearFieldErrors, showFieldErrors } from "/static/js/forms.js";
-import { dateLabel, hoursBlock, openState, tzDate, weekOf } from "/static/js/hours.js";
+import { dateLabel, hoursBlock, openState, spanText, tzDate, weekOf } from "/static/js/hours.js";
 
 const $ = (id) => document.getElementById(id);
 const DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
@@ -153,6 +153,13 @@ async function loadBranch() {
   }
 }
 
+/** "A1 (Quiet) · Tue 1 Dec 20:00–23:00 · confirmed · #12", on the branch's clock. */
+function conflictText(r) {
+  const day = dateLabel(tzDate(r.start_time, branch.timezone));
+  const when = `${day} ${spanText(r, branch.timezone)}`;
+  return `${r.seat.label} (${r.seat.area}) · ${when} · ${r.status.toLowerCase().replace("_", " ")} · #${r.id}`;
+}
+
 async function putHours(body) {
   return request("PUT", `/admin/branches/${branch.id}/hours`, body);
 }
@@ -175,7 +182,7 @@ weeklyForm.addEventListener("submit", (event) => {
         const n = answer.conflicts.length;
         showOk($("weekly-ok"), `Hours saved. ${n === 1 ? "One reservation" : `${n} reservations`} no longer fit${n === 1 ? "s" : ""} them and ${n === 1 ? "is" : "are"} kept for now.`);
         $("conflicts-text").textContent = `The hours are saved. ${n === 1 ? "This active reservation lies" : `These ${n} active reservations lie`} outside them. Cancel ${n === 1 ? "it" : "them"} (the owners are notified and told the hours changed), or keep ${n === 1 ? "it" : "them"}?`;
-        $("conflicts-list").replaceChildren(...answer.conflicts.map((id) => h("li", {}, `Reservation #${id}`)));
+        $("conflicts-list").replaceChildren(...answer.conflicting.map((r) => h("li", {}, conflictText(r))));
         $("cancel-conflicts").replaceChildren(`Cancel ${n === 1 ? "1 reservation" : `${n} reservations`}`);
         clearError($("conflicts-error"));
         dialog.showModal();
