@@ -6,7 +6,7 @@
 //   if (!user) return;
 
 import { me, request, requireSignIn } from "/static/js/api.js";
-import { h } from "/static/js/ui.js";
+import { h, showError } from "/static/js/ui.js";
 
 /** Reveal #staff-page for an admin and resolve to the user; else say why and resolve null. */
 export async function staffOnly() {
@@ -34,6 +34,30 @@ export async function staffOnly() {
   }
   document.getElementById("staff-page").hidden = false;
   return user;
+}
+
+/**
+ * Fill a branch <select> (option values: branch ids) from GET /branches, sorted by name,
+ * choosing the branch named by ?branch= when there is one. False when there is nothing to
+ * choose (the reason shown in `errorBox`).
+ */
+export async function fillBranchSelect(select, errorBox) {
+  let branches;
+  try {
+    branches = (await request("GET", "/branches")).sort((a, b) => a.name.localeCompare(b.name));
+  } catch (err) {
+    showError(errorBox, err);
+    return false;
+  }
+  if (!branches.length) {
+    showError(errorBox, new Error("No branches yet: add one on the Seats page."));
+    return false;
+  }
+  select.replaceChildren(...branches.map((b) => h("option", { value: b.id }, b.name)));
+  const wanted = new URLSearchParams(location.search).get("branch");
+  const match = branches.find((b) => b.name === wanted);
+  if (match) select.value = String(match.id);
+  return true;
 }
 
 /** Every branch's name (GET /branches), sorted. */

@@ -5,7 +5,7 @@
 // 422 errors land next to their fields (forms.js, by data-loc).
 import { request } from "/static/js/api.js";
 import { h, busy, showError, clearError, showOk, announce } from "/static/js/ui.js";
-import { staffOnly } from "/static/js/staff.js";
+import { fillBranchSelect, staffOnly } from "/static/js/staff.js";
 import { clearFieldErrors, showFieldErrors } from "/static/js/forms.js";
 import { dateLabel, hoursBlock, openState, spanText, tzDate, weekOf } from "/static/js/hours.js";
 
@@ -19,7 +19,6 @@ const weeklyForm = $("weekly");
 const closureForm = $("add-closure");
 const dialog = $("conflicts-dialog");
 
-let branches = [];
 let branch = null; // GET /branches/{id}
 let weekly = {}; // day -> [{opens, closes}], what the editor shows
 let special = [{ opens: "10:00", closes: "16:00" }];
@@ -271,21 +270,7 @@ branchSelect.addEventListener("change", loadBranch);
 
 async function start() {
   if (!(await staffOnly())) return;
-  try {
-    branches = (await request("GET", "/branches")).sort((a, b) => a.name.localeCompare(b.name));
-  } catch (err) {
-    showError(pageError, err);
-    return;
-  }
-  if (!branches.length) {
-    showError(pageError, new Error("No branches yet: add one on the Seats page."));
-    return;
-  }
-  branchSelect.replaceChildren(...branches.map((b) => h("option", { value: b.id }, b.name)));
-  const wanted = new URLSearchParams(location.search).get("branch");
-  const match = branches.find((b) => b.name === wanted);
-  if (match) branchSelect.value = String(match.id);
-  await loadBranch();
+  if (await fillBranchSelect(branchSelect, pageError)) await loadBranch();
 }
 
 start();

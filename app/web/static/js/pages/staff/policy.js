@@ -5,7 +5,7 @@
 // 200 answers the effective policy, shown again. 422s next to their fields (forms.js).
 import { request } from "/static/js/api.js";
 import { h, busy, showError, clearError, showOk, announce } from "/static/js/ui.js";
-import { staffOnly } from "/static/js/staff.js";
+import { fillBranchSelect, staffOnly } from "/static/js/staff.js";
 import { clearFieldErrors, showFieldErrors } from "/static/js/forms.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,7 +24,6 @@ const FIELDS = [
   ["max_hours_per_week", "Booked hours per student per week", "hours", false, "no limit"],
 ];
 
-let branches = [];
 let effective = {};
 
 function valueText(value, unit, none) {
@@ -125,21 +124,7 @@ branchSelect.addEventListener("change", loadBranch);
 async function start() {
   renderFields();
   if (!(await staffOnly())) return;
-  try {
-    branches = (await request("GET", "/branches")).sort((a, b) => a.name.localeCompare(b.name));
-  } catch (err) {
-    showError(pageError, err);
-    return;
-  }
-  if (!branches.length) {
-    showError(pageError, new Error("No branches yet: add one on the Seats page."));
-    return;
-  }
-  branchSelect.replaceChildren(...branches.map((b) => h("option", { value: b.id }, b.name)));
-  const wanted = new URLSearchParams(location.search).get("branch");
-  const match = branches.find((b) => b.name === wanted);
-  if (match) branchSelect.value = String(match.id);
-  await loadBranch();
+  if (await fillBranchSelect(branchSelect, pageError)) await loadBranch();
 }
 
 start();
