@@ -27,7 +27,7 @@ Environment = Literal["development", "test", "production"]
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SECRET_FIELDS = frozenset(
-    {"JWT_SECRET", "SEAT_CODE_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"}
+    {"JWT_SECRET", "SEAT_CODE_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL", "SMTP_URL"}
 )
 # What the default SEAT_CODE_SECRET is derived with from JWT_SECRET (HMAC-SHA256).
 _SEAT_CODE_DERIVATION = b"dlsms seat codes"
@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     # gRPC (api.md, "gRPC"): the port of the grpc.aio server in the same process; unset,
     # no gRPC. Every worker binds it (SO_REUSEPORT).
     GRPC_PORT: int | None = Field(None, ge=1, le=65535)
+
+    # E-mail (api.md, "Notifications beyond the app"): the SMTP relay as
+    # smtp://user:pass@host:port (?starttls=true to upgrade) or smtps:// (implicit TLS).
+    # Unset: no e-mail is queued or sent. Holds a password: never logged or echoed.
+    SMTP_URL: SecretStr | None = None
+    MAIL_FROM: str = "DL-SMS <no-reply@localhost>"
+    # How long before a reservation's start its reminder goes out (e-mail and notification).
+    REMINDER_MINUTES: float = Field(30, gt=0)
 
     # Demo seed
     ADMIN_PASSWORD: SecretStr | None = None
@@ -172,6 +180,21 @@ class Settings(BaseSettings):
             raise ValueError("must have no query, fragment or credentials")
         return value.rstrip("/")
 
+    @field_validator("SMTP_URL", mode="before")
+    @classmethod
+    def _smtp_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or raw == "":
+            return None
+        parts = urlsplit(str(raw))
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host[:port] or smtps://...")
+        try:
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError:
+            raise ValueError("has a bad port") from None
+        return value
+
     @field_validator("DEMO_TIMEZONE")
     @classmethod
     def _iana_timezone(cls, value: str) -> str:
@@ -237,6 +260,10 @@ class Settings(BaseSettings):
     @property
     def booking_horizon(self) -> timedelta:
         return timedelta(days=self.BOOKING_HORIZON_DAYS)
+
+    @property
+    def reminder_lead(self) -> timedelta:
+        return timedelta(minutes=self.REMINDER_MINUTES)
 
     @property
     def jwt_secret(self) -> str:
