@@ -28,6 +28,7 @@ _PG_SCHEMES = ("postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SECRET_FIELDS = frozenset(
     {"JWT_SECRET", "SEAT_CODE_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL", "SMTP_URL"}
+    | {"OIDC_CLIENT_SECRET"}
 )
 # What the default SEAT_CODE_SECRET is derived with from JWT_SECRET (HMAC-SHA256).
 _SEAT_CODE_DERIVATION = b"dlsms seat codes"
@@ -98,6 +99,16 @@ class Settings(BaseSettings):
     # gRPC (api.md, "gRPC"): the port of the grpc.aio server in the same process; unset,
     # no gRPC. Every worker binds it (SO_REUSEPORT).
     GRPC_PORT: int | None = Field(None, ge=1, le=65535)
+
+    # Campus sign-in (api.md, "Campus sign-in (OpenID Connect)"): all three of issuer,
+    # client id and secret, or none (then only password sign-in). The redirect URI to
+    # register at the provider is {PUBLIC_URL}/auth/oidc/callback.
+    OIDC_ISSUER: str | None = None
+    OIDC_CLIENT_ID: str | None = None
+    OIDC_CLIENT_SECRET: SecretStr | None = None
+    OIDC_STUDENT_ID_CLAIM: str = Field("preferred_username", min_length=1)
+    OIDC_ADMIN_GROUP: str | None = None  # members (in the `groups` claim) are admins
+    OIDC_PROVIDER_NAME: str = Field("your university account", min_length=1, max_length=80)
 
     # E-mail (api.md, "Notifications beyond the app"): the SMTP relay as
     # smtp://user:pass@host:port (?starttls=true to upgrade) or smtps:// (implicit TLS).
@@ -195,6 +206,28 @@ class Settings(BaseSettings):
             raise ValueError("has a bad port") from None
         return value
 
+    @field_validator("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_ADMIN_GROUP", mode="before")
+    @classmethod
+    def _oidc_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("OIDC_CLIENT_SECRET", mode="before")
+    @classmethod
+    def _oidc_secret_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("OIDC_ISSUER")
+    @classmethod
+    def _oidc_issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must have no query, fragment or credentials")
+        return value.rstrip("/")
+
     @field_validator("DEMO_TIMEZONE")
     @classmethod
     def _iana_timezone(cls, value: str) -> str:
@@ -231,7 +264,28 @@ class Settings(BaseSettings):
                 )
             self.JWT_SECRET = SecretStr(secrets.token_urlsafe(48))
             self._jwt_secret_generated = True
+        self._check_oidc()
         return self
+
+    def _check_oidc(self) -> None:
+        given = [self.OIDC_ISSUER, self.OIDC_CLIENT_ID, self.OIDC_CLIENT_SECRET]
+        if any(value is not None for value in given) and None in given:
+            raise ValueError(
+                "OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together: all or none"
+            )
+        if self.OIDC_ISSUER is not None and urlsplit(self.OIDC_ISSUER).scheme == "http":
+            host = urlsplit(self.OIDC_ISSUER).hostname
+            if self.DLSMS_ENV == "production" or host not in ("localhost", "127.0.0.1"):
+                # ID tokens and the client secret must not cross the network in clear.
+                raise ValueError(
+                    "OIDC_ISSUER must be https:// (http:// only for localhost or "
+                    "127.0.0.1 with DLSMS_ENV=development or test)"
+                )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """True when campus sign-in (OpenID Connect) is configured."""
+        return self.OIDC_ISSUER is not None
 
     _jwt_secret_generated: bool = PrivateAttr(default=False)
 
