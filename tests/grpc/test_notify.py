@@ -4,15 +4,28 @@
 import asyncio
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 import grpc
 import pytest
+from redis.asyncio import Redis
 
 from app.grpc.convert import timestamp
 from app.grpc.generated import dlsms_pb2 as pb
 from app.grpc.notify import AFTER_ID_HEADER
-from tests.factories import T10, T11, FrozenClock, Student, add_branch, add_seat, at, booked
+from app.realtime.broker import CHANNEL_PREFIX
+from tests.factories import (
+    T10,
+    T11,
+    FrozenClock,
+    Student,
+    add_branch,
+    add_seat,
+    at,
+    booked,
+    eventually,
+)
 from tests.grpc.conftest import GrpcApp, GrpcFactory, auth, refused
 
 NOW = at(8)
@@ -200,3 +213,41 @@ async def test_notify_users_is_for_staff_and_not_offered_by_this_server(
     await refused(
         app.notify.NotifyUsers(asked, metadata=auth(admin)), grpc.StatusCode.UNIMPLEMENTED, None
     )
+
+
+@pytest.mark.redis
+async def test_a_stream_on_one_instance_gets_the_offer_made_through_another(
+    make_grpc: GrpcFactory, redis_url: str, library: Library, alice: Student, bob: Student
+) -> None:
+    clock = FrozenClock(NOW)
+    writer = await make_grpc(clock=clock, REDIS_URL=redis_url)
+    reader = await make_grpc(clock=clock, REDIS_URL=redis_url)
+    await both_listening(redis_url)
+    mine = await booked(writer.http, alice, library.a1)
+    entry = await writer.notify.AddToWaitlist(wait_for(library.a1), metadata=auth(bob))
+    stream = reader.notify.StreamNotifications(pb.StreamNotificationsRequest(), metadata=auth(bob))
+    await asyncio.wait_for(stream.initial_metadata(), 5)
+    # Cancelled through the other instance's gRPC: Redis carries the offer across.
+    await writer.reservations.CancelReservation(
+        pb.CancelReservationRequest(reservation_id=mine["id"]), metadata=auth(alice)
+    )
+    offer = await asyncio.wait_for(stream.read(), 5)
+    assert offer.type == "waitlist.offer"
+    assert json.loads(offer.data_json)["entry_id"] == entry.id
+    stream.cancel()
+
+
+async def both_listening(redis_url: str) -> None:
+    """Until both instances' brokers listen on the events channel (pub/sub delivers
+    nothing to a subscriber that is not there yet)."""
+    channel = f"{CHANNEL_PREFIX}:db{int(urlsplit(redis_url).path.lstrip('/') or 0)}"
+    redis = Redis.from_url(redis_url)
+    try:
+        await eventually(
+            lambda: redis.pubsub_numsub(channel),
+            lambda counts: bool(counts) and counts[0][1] >= 2,
+            within=10,
+            what="both brokers subscribed",
+        )
+    finally:
+        await redis.aclose()

@@ -196,3 +196,10 @@ def test_grpc_port_unset_or_empty_means_no_grpc(monkeypatch: pytest.MonkeyPatch)
     assert Settings(DLSMS_ENV="development").GRPC_PORT is None
     monkeypatch.setenv("GRPC_PORT", "9090")
     assert Settings(DLSMS_ENV="development").GRPC_PORT == 9090
+
+
+async def test_a_request_over_four_mib_is_refused(app: GrpcApp) -> None:
+    huge = pb.RegisterRequest(student_id="S1", name="x" * (5 * 1024 * 1024), password="p" * 8)
+    with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+        await app.auth.Register(huge)
+    assert refused_call.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
