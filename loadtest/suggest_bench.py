@@ -44,11 +44,18 @@ async def bench_data(url: str) -> tuple[list[str], list[tuple[int, str]]]:
     return branches, users
 
 
+def fill_anchor() -> datetime:
+    """Tomorrow 10:00 UTC: the start the fallback scenario asks for, far from the end of
+    the (UTC) day so that seats do free up "today" whenever the benchmark runs."""
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    return tomorrow.replace(hour=10, minute=0, second=0, microsecond=0)
+
+
 def requests(
     n: int, branches: list[str], tokens: list[str], rng: random.Random, *, full: str | None = None
 ) -> list[tuple[str, str | None]]:
     """``n`` (path with query, token or None); ``full``: every request for that branch,
-    starting now (the fallback, once fill_branch has taken every seat)."""
+    starting at fill_anchor() (the fallback, once fill_branch has taken every seat)."""
     now = datetime.now(UTC)
     quarter = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0)
     made: list[tuple[str, str | None]] = []
@@ -56,6 +63,7 @@ def requests(
         query: dict[str, str] = {}
         if full is not None:
             query["branch"] = full
+            query["start_time"] = fill_anchor().isoformat().replace("+00:00", "Z")
         elif rng.random() < 1 / 3:
             query["branch"] = rng.choice(branches)
         if rng.random() < 0.5:
@@ -74,27 +82,33 @@ def requests(
 
 
 async def fill_branch(url: str, branch: str) -> int:
-    """Take every ACTIVE seat of ``branch`` that is free now until 30 to 135 minutes from
-    now (staggered), each by a new student: no seat is free for two hours, so suggestions
-    for it fall back to the times the seats free up. Changes the bench database: re-seed
-    after."""
+    """Take every ACTIVE seat of ``branch`` that is free at fill_anchor(), from then until
+    30 to 135 minutes later (staggered; earlier when its next reservation starts
+    sooner), each by a new student: no seat of the branch is free for two hours from the
+    anchor, so suggestions for it fall back to the times the seats free up. Changes the
+    bench database: re-seed after."""
+    anchor = fill_anchor()
     conn = await harness.pg(url)
     try:
         async with conn.transaction():
-            seats = [
-                r["id"]
-                for r in await conn.fetch(
-                    """
-                    SELECT s.id FROM seats s JOIN branches b ON b.id = s.branch_id
-                    WHERE b.name = $1 AND s.status = 'ACTIVE' AND NOT EXISTS (
-                        SELECT 1 FROM reservations r WHERE r.seat_id = s.id
-                          AND r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')
-                          AND tstzrange(r.start_time, r.end_time, '[)')
-                              && tstzrange(now(), now() + interval '3 hours', '[)'))
-                    ORDER BY s.id""",
-                    branch,
-                )
-            ]
+            rows = await conn.fetch(
+                """
+                SELECT s.id, (SELECT min(r.start_time) FROM reservations r
+                              WHERE r.seat_id = s.id AND r.start_time > $2
+                                AND r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')) AS next
+                FROM seats s JOIN branches b ON b.id = s.branch_id
+                WHERE b.name = $1 AND s.status = 'ACTIVE' AND NOT EXISTS (
+                    SELECT 1 FROM reservations r WHERE r.seat_id = s.id
+                      AND r.status IN ('HELD', 'CONFIRMED', 'CHECKED_IN')
+                      AND r.start_time <= $2 AND $2 < r.end_time)
+                ORDER BY s.id""",
+                branch,
+                anchor,
+            )
+            ends = []
+            for n, row in enumerate(rows):
+                end = anchor + timedelta(minutes=30 + 15 * (n % 8))
+                ends.append(min(end, row["next"]) if row["next"] else end)
             await conn.execute(
                 """
                 WITH u AS (
@@ -104,15 +118,16 @@ async def fill_branch(url: str, branch: str) -> int:
                     RETURNING id, substr(student_id, 2)::int AS n)
                 INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
                                           created_at, updated_at)
-                SELECT u.id, ($1::bigint[])[u.n], now() - interval '10 minutes',
-                       now() + interval '30 minutes' + (u.n % 8) * interval '15 minutes',
+                SELECT u.id, ($1::bigint[])[u.n], $2::timestamptz, ($3::timestamptz[])[u.n],
                        'CONFIRMED', now(), now()
                 FROM u""",
-                seats,
+                [row["id"] for row in rows],
+                anchor,
+                ends,
             )
     finally:
         await conn.close()
-    return len(seats)
+    return len(rows)
 
 
 class Connection:
@@ -181,8 +196,8 @@ def main() -> None:
     p.add_argument(
         "--fill",
         metavar="BRANCH",
-        help="take every seat of BRANCH for the next 30-135 min and ask only for it (the "
-        "fallback path; changes the database: re-seed after)",
+        help="take every seat of BRANCH free at tomorrow 10:00 UTC for 30-135 min and ask only "
+        "for it then (the fallback path; changes the database: re-seed after)",
     )
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = p.parse_args()
