@@ -5,6 +5,7 @@ unbuffered SSE, one PostgreSQL, one Redis), for hosts without containers, load t
 (loadtest/bench.py --instances N) and CI (tests/ops):
 
     .venv/bin/python deploy/cluster.py start 2 --port 8080   # prints the URL, returns
+    .venv/bin/python deploy/cluster.py start 2 --grpc-port 9090   # and gRPC, as compose
     .venv/bin/python deploy/cluster.py status
     .venv/bin/python deploy/cluster.py stop                  # stops exactly what start made
 
@@ -70,7 +71,32 @@ http {{
             proxy_next_upstream off;
         }}
     }}
-}}
+{grpc}}}
+"""
+
+# With a gRPC port: each instance's GRPC_PORT behind nginx's HTTP/2 listener, as in
+# deploy/nginx.conf.
+NGINX_GRPC = """
+    upstream dlsms_grpc {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen {address}:{port} http2;
+        grpc_bind {address};
+        client_max_body_size 1m;
+        grpc_set_header X-Request-ID $dlsms_request_id;
+        grpc_set_header X-Real-IP $remote_addr;
+        grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        grpc_connect_timeout 5s;
+        grpc_next_upstream error timeout;
+        grpc_next_upstream_tries 2;
+        location / {{
+            grpc_pass grpc://dlsms_grpc;
+            grpc_read_timeout 1h;
+            grpc_send_timeout 1h;
+        }}
+    }}
 """
 
 
@@ -90,15 +116,37 @@ def nginx_binary() -> str:
     return found
 
 
+def _upstream_servers(ports: list[int]) -> str:
+    return "\n".join(f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in ports)
+
+
 def render_nginx_conf(
-    directory: Path, port: int, app_ports: list[int], address: str = "127.0.0.1"
+    directory: Path,
+    port: int,
+    app_ports: list[int],
+    address: str = "127.0.0.1",
+    *,
+    grpc_port: int | None = None,
+    app_grpc_ports: list[int] | None = None,
 ) -> Path:
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in app_ports
-    )
+    """nginx.conf in ``directory``: HTTP on ``port`` to ``app_ports``; with
+    ``grpc_port``, also gRPC (HTTP/2) on it to ``app_grpc_ports``."""
+    grpc = ""
+    if grpc_port is not None:
+        grpc = NGINX_GRPC.format(
+            servers=_upstream_servers(app_grpc_ports or []), port=grpc_port, address=address
+        )
     conf = directory / "nginx.conf"
     (directory / "tmp").mkdir(parents=True, exist_ok=True)
-    conf.write_text(NGINX_CONF.format(dir=directory, servers=servers, port=port, address=address))
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=directory,
+            servers=_upstream_servers(app_ports),
+            port=port,
+            address=address,
+            grpc=grpc,
+        )
+    )
     return conf
 
 
@@ -116,6 +164,18 @@ def _wait_ready(url: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def _wait_listening(address: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=2):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing on {address}:{port} after {timeout:.0f} s") from error
+            time.sleep(0.1)
+
+
 @dataclass
 class Cluster:
     directory: Path
@@ -123,13 +183,23 @@ class Cluster:
     app_ports: list[int] = field(default_factory=list)
     app_pids: list[int] = field(default_factory=list)
     address: str = "127.0.0.1"  # where nginx listens and connects to the instances from
+    grpc_port: int | None = None  # nginx's gRPC listener; None: no gRPC
+    app_grpc_ports: list[int] = field(default_factory=list)  # each instance's GRPC_PORT
 
     @property
     def url(self) -> str:
         return f"http://{self.address}:{self.port}"
 
+    @property
+    def grpc_target(self) -> str | None:
+        """nginx's gRPC address for a channel (``host:port``), or None."""
+        return None if self.grpc_port is None else f"{self.address}:{self.grpc_port}"
+
     def instance_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.app_ports]
+
+    def instance_grpc_targets(self) -> list[str]:
+        return [f"127.0.0.1:{p}" for p in self.app_grpc_ports]
 
     def save(self) -> None:
         state = {
@@ -137,6 +207,8 @@ class Cluster:
             "app_ports": self.app_ports,
             "app_pids": self.app_pids,
             "address": self.address,
+            "grpc_port": self.grpc_port,
+            "app_grpc_ports": self.app_grpc_ports,
         }
         (self.directory / "cluster.json").write_text(json.dumps(state))
 
@@ -149,6 +221,8 @@ class Cluster:
             state["app_ports"],
             state["app_pids"],
             state.get("address", "127.0.0.1"),
+            state.get("grpc_port"),
+            state.get("app_grpc_ports", []),
         )
 
 
@@ -160,13 +234,18 @@ def start(
     env: dict[str, str] | None = None,
     timeout: float = 60,
     address: str = "127.0.0.1",
+    grpc_port: int | None = None,
 ) -> Cluster:
     """Start ``instances`` app processes and nginx in front; wait until all are ready.
-    nginx listens on ``address`` and connects to the instances from it."""
+    nginx listens on ``address`` and connects to the instances from it. With
+    ``grpc_port`` (0: a free one), every instance also serves gRPC on a port of its own
+    (GRPC_PORT) and nginx passes its gRPC listener on ``grpc_port`` to them."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
         raise SystemExit(f"a cluster is already recorded in {directory}; stop it first")
     cluster = Cluster(directory, port or free_port(), address=address)
+    if grpc_port is not None:
+        cluster.grpc_port = grpc_port or free_port()
     environment = {**os.environ, **(env or {})}
     # As in docker-compose.yml: the instances take the client address from X-Forwarded-For
     # when their nginx (and only it) says so, unless the environment says otherwise.
@@ -174,11 +253,18 @@ def start(
     try:
         for i in range(instances):
             app_port = free_port()
+            instance_env = dict(environment)
+            if cluster.grpc_port is not None:
+                app_grpc_port = free_port()
+                instance_env["GRPC_PORT"] = str(app_grpc_port)
+                cluster.app_grpc_ports.append(app_grpc_port)
+            else:
+                instance_env.pop("GRPC_PORT", None)  # one port each: none from outside
             log = (directory / f"app{i}.log").open("ab")
             process = subprocess.Popen(
                 [str(PYTHON), "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
                  "--port", str(app_port), "--timeout-graceful-shutdown", "10"],
-                cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                cwd=REPO, env=instance_env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
             cluster.app_ports.append(app_port)
@@ -186,9 +272,18 @@ def start(
             cluster.save()
         for url in cluster.instance_urls():
             _wait_ready(url, timeout)
-        conf = render_nginx_conf(directory, cluster.port, cluster.app_ports, address)
+        conf = render_nginx_conf(
+            directory,
+            cluster.port,
+            cluster.app_ports,
+            address,
+            grpc_port=cluster.grpc_port,
+            app_grpc_ports=cluster.app_grpc_ports,
+        )
         subprocess.run([nginx_binary(), "-c", str(conf), "-p", str(directory)], check=True)
         _wait_ready(cluster.url, timeout)
+        if cluster.grpc_port is not None:
+            _wait_listening(address, cluster.grpc_port, timeout)
     except BaseException:
         stop(directory)
         raise
@@ -245,13 +340,27 @@ def main() -> None:
         default="127.0.0.1",
         help="loopback address nginx listens on and proxies from (e.g. 127.0.0.2)",
     )
+    start_cmd.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also gRPC: nginx listens here (0: a free port), each instance on its own",
+    )
     sub.add_parser("stop")
     sub.add_parser("status")
     args = parser.parse_args()
     directory = Path(os.environ.get("CLUSTER_DIR", "/tmp/dlsms-cluster"))  # noqa: S108
     if args.command == "start":
-        cluster = start(args.instances, directory=directory, port=args.port, address=args.address)
+        cluster = start(
+            args.instances,
+            directory=directory,
+            port=args.port,
+            address=args.address,
+            grpc_port=args.grpc_port,
+        )
         print(f"{cluster.url} -> {', '.join(cluster.instance_urls())} (state in {directory})")
+        if cluster.grpc_target is not None:
+            print(f"grpc {cluster.grpc_target} -> {', '.join(cluster.instance_grpc_targets())}")
     elif args.command == "stop":
         stop(directory)
         print("stopped")
@@ -261,6 +370,8 @@ def main() -> None:
             sys.exit(1)
         cluster = Cluster.load(directory)
         print(f"{cluster.url} -> {', '.join(cluster.instance_urls())}")
+        if cluster.grpc_target is not None:
+            print(f"grpc {cluster.grpc_target} -> {', '.join(cluster.instance_grpc_targets())}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     server_block = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
     # Outside compose the `app` host does not resolve; everything else is checked as is.
     server_block = server_block.replace("server app:8000", "server 127.0.0.1:8000")
+    server_block = server_block.replace("server app:9090", "server 127.0.0.1:9090")
     server_block = server_block.replace("listen 80;", "listen 127.0.0.1:18080;")
+    server_block = server_block.replace("listen 9090 http2;", "listen 127.0.0.1:19090 http2;")
     server_block = server_block.replace("/var/log/nginx/access.log", f"{tmp_path}/access.log")
     (tmp_path / "logs").mkdir()
     main = tmp_path / "nginx.conf"
@@ -126,3 +128,57 @@ def test_nginx_access_log_writes_paths_without_query_strings() -> None:
     assert "uri" in variables
     assert not variables & {"request", "request_uri", "args", "query_string", "http_referer"}
     assert re.search(r"^\s*access_log\s+\S+\s+dlsms;", conf, re.MULTILINE)
+
+
+def nginx_blocks(conf: str, kind: str) -> list[str]:
+    """The bodies of the top-level ``kind`` blocks (``server``, ``upstream NAME``) of an
+    nginx file (braces balanced; comments dropped)."""
+    text = re.sub(r"#[^\n]*", "", conf)
+    blocks = []
+    for match in re.finditer(rf"^{kind}\b[^{{]*\{{", text, re.MULTILINE):
+        depth, at = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[at], 0)
+            at += 1
+        blocks.append(text[match.start() : at])
+    return blocks
+
+
+def seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value).groups()  # type: ignore[union-attr]
+    return int(number) * units[unit or "s"]
+
+
+def test_compose_replicas_serve_grpc_and_nginx_publishes_it() -> None:
+    services = compose()["services"]
+    app, nginx_service = services["app"], services["nginx"]
+    port = Settings(GRPC_PORT=app["environment"]["GRPC_PORT"], DLSMS_ENV="development").GRPC_PORT
+
+    assert port == 9090
+    assert "9090" in [str(p) for p in app["expose"]]
+    assert "9090:9090" in nginx_service["ports"]
+    assert "ports" not in app  # gRPC too is reached through nginx only
+
+
+def test_nginx_passes_grpc_over_http2_to_every_replicas_grpc_port() -> None:
+    conf = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    grpc_port = compose()["services"]["app"]["environment"]["GRPC_PORT"]
+    (upstream,) = nginx_blocks(conf, r"upstream\s+dlsms_grpc")
+    servers = [s for s in nginx_blocks(conf, "server") if "grpc_pass" in s]
+
+    assert re.search(rf"^\s*server\s+app:{grpc_port}\b", upstream, re.MULTILINE)
+    assert re.search(r"^\s*keepalive\s+\d+;", upstream, re.MULTILINE)
+    assert len(servers) == 1
+    (server,) = servers
+    # HTTP/2 from the clients (gRPC needs it), on the port compose publishes.
+    assert re.search(r"^\s*listen\s+9090\s+http2;", server, re.MULTILINE)
+    assert re.search(r"^\s*grpc_pass\s+grpc://dlsms_grpc;", server, re.MULTILINE)
+    # The streams (WatchSeats, StreamNotifications) stay open for long quiet stretches.
+    for directive in ("grpc_read_timeout", "grpc_send_timeout"):
+        found = re.search(rf"^\s*{directive}\s+(\w+);", server, re.MULTILINE)
+        assert found is not None, directive
+        assert seconds(found.group(1)) >= 600, found.group(0)
+    # The HTTP server does not speak gRPC, and the gRPC one proxies nothing else.
+    assert "proxy_pass" not in server
+    assert re.search(r"^\s*access_log\s+\S+\s+dlsms;", server, re.MULTILINE)
