@@ -2,10 +2,11 @@
 
 The generated modules are committed (app/grpc/generated/) and tests/grpc checks that
 regenerating them changes nothing, so the .proto and the code never drift apart.
-grpcio-tools (a dev dependency) is needed only here, not at run time.
+grpcio-tools and mypy-protobuf (dev dependencies) are needed only here, not at run time.
 """
 
 import argparse
+import shutil
 import sys
 import tempfile
 from importlib import resources
@@ -15,7 +16,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROTO_ROOT = PACKAGE_DIR / "proto"
 PROTO_FILE = "dlsms/v1/dlsms.proto"
 OUTPUT_DIR = PACKAGE_DIR / "generated"
-GENERATED = ("dlsms_pb2.py", "dlsms_pb2.pyi", "dlsms_pb2_grpc.py")
+GENERATED = ("dlsms_pb2.py", "dlsms_pb2.pyi", "dlsms_pb2_grpc.py", "dlsms_pb2_grpc.pyi")
 
 # protoc writes `from dlsms.v1 import dlsms_pb2` (the .proto's own path); the modules
 # live flat in app.grpc.generated, so the import names that package instead.
@@ -37,6 +38,9 @@ def generate(output_dir: Path) -> list[Path]:
                 f"--python_out={scratch}",
                 f"--pyi_out={scratch}",
                 f"--grpc_python_out={scratch}",
+                # Typed stubs and servicer bases (mypy-protobuf's protoc plugin).
+                f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+                f"--mypy_grpc_out={scratch}",
                 str(PROTO_ROOT / PROTO_FILE),
             ]
         )
@@ -51,6 +55,14 @@ def generate(output_dir: Path) -> list[Path]:
             target.write_text(text)
             written.append(target)
     return written
+
+
+def _plugin(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)  # the virtualenv's scripts
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: pip install mypy-protobuf (a dev dependency)")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

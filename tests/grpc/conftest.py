@@ -2,11 +2,12 @@
 test's event loop; a real grpc.aio client talks to it over TCP, and an HTTP client
 talks to the same app (same pool, broker and clock)."""
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import httpx
@@ -19,6 +20,7 @@ from tests.conftest import ClientFactory
 from tests.factories import Student
 
 Metadata = tuple[tuple[str, str], ...]
+Message = TypeVar("Message")
 
 
 def free_port() -> int:
@@ -35,10 +37,11 @@ class GrpcApp:
     http: httpx.AsyncClient
     port: int
     channel: grpc.aio.Channel
-    auth: pb_grpc.AuthServiceStub
-    seats: pb_grpc.SeatServiceStub
-    reservations: pb_grpc.ReservationServiceStub
-    notify: pb_grpc.NotifyServiceStub
+    # The async stubs' types exist for type checkers only (mypy-protobuf).
+    auth: "pb_grpc.AuthServiceAsyncStub"
+    seats: "pb_grpc.SeatServiceAsyncStub"
+    reservations: "pb_grpc.ReservationServiceAsyncStub"
+    notify: "pb_grpc.NotifyServiceAsyncStub"
 
 
 GrpcFactory = Callable[..., Awaitable[GrpcApp]]
@@ -116,3 +119,10 @@ async def refused(
         assert info is not None, error.details()
         assert (info.reason, info.domain) == (reason, "dlsms")
     return error
+
+
+async def received(stream: "grpc.aio.UnaryStreamCall[Any, Message]", within: float = 5) -> Message:
+    """The stream's next message (not its end), within ``within`` seconds."""
+    message = await asyncio.wait_for(stream.read(), within)
+    assert message is not grpc.aio.EOF, "the stream ended"
+    return cast(Message, message)

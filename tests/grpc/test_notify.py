@@ -26,7 +26,7 @@ from tests.factories import (
     booked,
     eventually,
 )
-from tests.grpc.conftest import GrpcApp, GrpcFactory, auth, refused
+from tests.grpc.conftest import GrpcApp, GrpcFactory, auth, received, refused
 
 NOW = at(8)
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -122,7 +122,7 @@ async def test_an_offer_made_over_http_reaches_the_grpc_stream_and_is_claimed(
 
     cancelled = await app.http.delete(f"/reservations/{mine['id']}", headers=alice.headers)
     assert cancelled.status_code == 200, cancelled.text
-    offer = await asyncio.wait_for(stream.read(), 5)
+    offer = await received(stream)
     assert offer.type == "waitlist.offer"
     data = json.loads(offer.data_json)
     assert (data["entry_id"], data["seat_id"]) == (entry.id, library.a1)
@@ -147,7 +147,7 @@ async def test_an_offer_made_over_http_reaches_the_grpc_stream_and_is_claimed(
     replay = app.notify.StreamNotifications(
         pb.StreamNotificationsRequest(after_id=0), metadata=auth(bob)
     )
-    again = await asyncio.wait_for(replay.read(), 5)
+    again = await received(replay)
     assert (again.id, again.type) == (offer.id, "waitlist.offer")
     replay.cancel()
     after = app.notify.StreamNotifications(
@@ -231,7 +231,7 @@ async def test_a_stream_on_one_instance_gets_the_offer_made_through_another(
     await writer.reservations.CancelReservation(
         pb.CancelReservationRequest(reservation_id=mine["id"]), metadata=auth(alice)
     )
-    offer = await asyncio.wait_for(stream.read(), 5)
+    offer = await received(stream)
     assert offer.type == "waitlist.offer"
     assert json.loads(offer.data_json)["entry_id"] == entry.id
     stream.cancel()

@@ -11,7 +11,7 @@ import pytest
 from app.grpc.convert import timestamp
 from app.grpc.generated import dlsms_pb2 as pb
 from tests.factories import T10, T11, FrozenClock, Student, add_branch, add_seat, at, booked
-from tests.grpc.conftest import GrpcApp, GrpcFactory, refused
+from tests.grpc.conftest import GrpcApp, GrpcFactory, received, refused
 
 NOW = at(8)
 
@@ -146,7 +146,7 @@ async def test_watch_seats_gets_the_event_of_a_rest_booking(
     stream = app.seats.WatchSeats(pb.WatchSeatsRequest(branch="Main"))
     await asyncio.wait_for(stream.initial_metadata(), 5)  # subscribed
     await booked(app.http, alice, library.a1, T10, T11)
-    event = await asyncio.wait_for(stream.read(), 5)
+    event = await received(stream)
     assert (event.seat_id, event.branch, event.available, event.status) == (
         library.a1,
         "Main",
