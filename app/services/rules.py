@@ -76,14 +76,19 @@ def check_interval(rules: BranchRules, start: datetime, end: datetime, now: date
     not in the past, not too long, not too far ahead (422 invalid_interval), inside one
     opening (422 outside_opening_hours). "End after start" is the schemas' rule
     (app/schemas/common.py ordered_interval), checked before a request gets here."""
+    check_start(rules.policy, start, now)
+    check_length(rules, start, end)
+    check_within_hours(rules, start, end)
+
+
+def check_start(policy: Policy, start: datetime, now: datetime) -> None:
+    """Not in the past (beyond the clock skew), not beyond the booking horizon."""
     if start < now - CLOCK_SKEW:
         raise InvalidInterval("start_time is in the past")
-    check_length(rules, start, end)
-    if start > now + rules.policy.booking_horizon:
+    if start > now + policy.booking_horizon:
         raise InvalidInterval(
-            f"start_time must be within {rules.policy.booking_horizon_days:g} days from now"
+            f"start_time must be within {policy.booking_horizon_days:g} days from now"
         )
-    check_within_hours(rules, start, end)
 
 
 def check_length(rules: BranchRules, start: datetime, end: datetime) -> None:

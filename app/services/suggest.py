@@ -16,7 +16,7 @@ from app.db import suggest as suggest_db
 from app.db.pool import Connection
 from app.errors import InvalidInterval
 from app.schemas.suggest import SuggestionList, SuggestionOut, SuggestQuery
-from app.services import openings, rules
+from app.services import openings, policy, rules
 from app.services.branches import Schedule, schedules
 from app.settings import Settings
 
@@ -56,20 +56,15 @@ async def suggest(
     start = query.start_time or now
     duration = timedelta(minutes=query.duration_minutes)
     end = start + duration
-    # The global rules here (app/services/rules.py's CLOCK_SKEW); a branch's own policy
-    # (shorter maximum, nearer horizon) leaves its seats out in app/db/suggest.py.
-    if start < now - rules.CLOCK_SKEW:
-        raise InvalidInterval("start_time is in the past")
-    if start > now + settings.booking_horizon:
-        raise InvalidInterval(
-            f"start_time must be within {settings.BOOKING_HORIZON_DAYS:g} days from now"
-        )
+    # The global rules here; a branch's own policy (shorter maximum, nearer horizon)
+    # leaves its seats out in app/db/suggest.py.
+    rules.check_start(policy.global_policy(settings), start, now)
 
     found = await schedules(conn, now=now)
     ask = _ask(query, user_id=user_id, now=now, start=start, end=end, look_ahead=end + LOOK_AHEAD)
     opened: dict[int, datetime | None] = {}
     for branch_id, schedule in found.items():
-        if openings.covering_opening(schedule.weekly, schedule.closures, schedule.zone, start, end):
+        if schedule.opening(start, end):
             opened[branch_id] = _closing(schedule, start, ask.look_ahead)
     picks: list[_Pick] = []
     if opened:
