@@ -19,7 +19,7 @@ class AuthServicer(Servicer, pb_grpc.AuthServiceServicer):
             self.state["settings"],
             student_id=body.student_id,
             password=body.password,
-            address=client_address(context),
+            address=await client_address(context, self.state["settings"].FORWARDED_ALLOW_IPS),
             now=self.now(),
         )
         return pb.LoginResponse(

@@ -2,9 +2,10 @@
 JWT check as HTTP's ``CurrentUser``), the client's address and the clock."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import grpc
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.errors import Forbidden, NotAuthenticated
 from app.models import TokenUser
@@ -49,12 +50,35 @@ def bearer_token(context: Context) -> str | None:
     return None
 
 
-def client_address(context: Context) -> str:
-    """The peer's address (``ipv4:10.0.0.1:5555`` -> ``10.0.0.1``), for the login limits."""
+async def client_address(context: Context, trusted_proxies: list[str]) -> str:
+    """The caller's address as the HTTP side would see it: the peer, or the client that a
+    trusted proxy (FORWARDED_ALLOW_IPS) names in ``x-forwarded-for``, decided by the very
+    middleware create_app installs for HTTP (one rule for both interfaces)."""
+    headers = [
+        (b"x-forwarded-for", value.encode("latin-1") if isinstance(value, str) else value)
+        for key, value in context.invocation_metadata() or ()
+        if key == "x-forwarded-for"
+    ]
+    seen: list[str] = []
+
+    async def capture(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"][0])
+
+    middleware = ProxyHeadersMiddleware(cast(Any, capture), trusted_hosts=trusted_proxies)
+    scope = {"type": "http", "client": (_peer_host(context), 0), "headers": headers}
+    await middleware(cast(Any, scope), _never, _never)
+    return seen[0]
+
+
+async def _never(*_: Any) -> Any:
+    raise AssertionError("not an ASGI request")
+
+
+def _peer_host(context: Context) -> str:
+    """``ipv4:10.0.0.1:5555`` -> ``10.0.0.1``; ``ipv6:[::1]:5555`` -> ``::1``."""
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]").replace("%5B", "").replace("%5D", "")
+    if kind in ("ipv4", "ipv6"):
+        host = rest.rsplit(":", 1)[0].replace("%5B", "[").replace("%5D", "]")
+        return host.strip("[]")
     return peer

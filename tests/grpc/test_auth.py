@@ -1,6 +1,7 @@
 """AuthService over gRPC: the twins of /auth/* and the token in metadata."""
 
 from datetime import timedelta
+from typing import Any
 
 import grpc
 
@@ -120,3 +121,36 @@ async def test_too_many_failed_logins_are_resource_exhausted_with_retry_info(
     error = await refused(app.auth.Login(wrong), grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
     retry = retry_info(error)
     assert retry is not None and retry.retry_delay.seconds >= 1
+
+
+async def test_login_limits_count_the_client_a_trusted_proxy_names(
+    make_grpc: GrpcFactory,
+) -> None:
+    # The test client connects from 127.0.0.1, trusted by default (FORWARDED_ALLOW_IPS).
+    app = await make_grpc(LOGIN_RATE_LIMIT=1)
+
+    def wrong(student_id: str, client: str) -> Any:
+        return app.auth.Login(
+            pb.LoginRequest(student_id=student_id, password="wrong horse"),
+            metadata=(("x-forwarded-for", client),),
+        )
+
+    await refused(wrong("S1", "203.0.113.5"), UNAUTHENTICATED, "invalid_credentials")
+    # Another student from the same client: that client's budget is spent.
+    await refused(wrong("S2", "203.0.113.5"), grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
+    # Another client behind the same proxy is not.
+    await refused(wrong("S3", "203.0.113.6"), UNAUTHENTICATED, "invalid_credentials")
+
+
+async def test_an_untrusted_peer_cannot_name_its_client(make_grpc: GrpcFactory) -> None:
+    app = await make_grpc(LOGIN_RATE_LIMIT=1, FORWARDED_ALLOW_IPS="")
+
+    def wrong(student_id: str, client: str) -> Any:
+        return app.auth.Login(
+            pb.LoginRequest(student_id=student_id, password="wrong horse"),
+            metadata=(("x-forwarded-for", client),),
+        )
+
+    await refused(wrong("S1", "203.0.113.5"), UNAUTHENTICATED, "invalid_credentials")
+    # A made-up x-forwarded-for changes nothing: the peer (127.0.0.1) is limited.
+    await refused(wrong("S2", "203.0.113.6"), grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
