@@ -8,9 +8,11 @@ contract's status code, its ``detail`` as the message and its ``code`` as
 nothing internal in it.
 """
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -19,6 +21,7 @@ from grpc_status import rpc_status
 from pydantic import ValidationError
 
 from app.errors import DomainError, InvalidInterval, error_body
+from app.grpc import metrics
 
 log = logging.getLogger(__name__)
 
@@ -101,48 +104,61 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+def status_for(exc: Exception) -> grpc.Status:
+    """The status that answers ``exc`` (logged when it is unexpected)."""
     if isinstance(exc, DomainError):
-        status = rich_status(exc)
-    elif isinstance(exc, ValidationError):
-        status = validation_status(exc)
-    elif isinstance(exc, InvalidArgument):
-        status = _status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), [])
-    elif isinstance(exc, NotImplementedError):
-        status = _status(grpc.StatusCode.UNIMPLEMENTED, "Not implemented by this server", [])
-    else:
-        log.error("gRPC call failed", exc_info=exc)
-        status = _status(grpc.StatusCode.INTERNAL, "Internal server error", [])
-    await context.abort(status.code, status.details, status.trailing_metadata)
+        return rich_status(exc)
+    if isinstance(exc, ValidationError):
+        return validation_status(exc)
+    if isinstance(exc, InvalidArgument):
+        return _status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), [])
+    if isinstance(exc, NotImplementedError):
+        return _status(grpc.StatusCode.UNIMPLEMENTED, "Not implemented by this server", [])
+    log.error("gRPC call failed", exc_info=exc)
+    return _status(grpc.StatusCode.INTERNAL, "Internal server error", [])
 
 
-UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-def _guard_unary(behavior: UnaryBehavior) -> UnaryBehavior:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _guard_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+    async def guarded(request: Any, context: Context) -> Any:
+        started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
         try:
-            return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise  # already answered (context.abort)
-        except Exception as exc:  # each kind is answered in _abort
-            await _abort(context, exc)
+            answer = await behavior(request, context)
+            code = grpc.StatusCode.OK
+            return answer
+        except asyncio.CancelledError:  # the client went away, or its deadline passed
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:  # each kind is answered by status_for
+            status = status_for(exc)
+            code = status.code
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        finally:
+            metrics.observe(method, code, started)
 
     return guarded
 
 
-def _guard_stream(behavior: StreamBehavior) -> StreamBehavior:
-    async def guarded(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+def _guard_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
+    async def guarded(request: Any, context: Context) -> AsyncIterator[Any]:
+        started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
         try:
             async for message in behavior(request, context):
                 yield message
-        except grpc.aio.AbortError:
+            code = grpc.StatusCode.OK
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # as above
-            await _abort(context, exc)
+            status = status_for(exc)
+            code = status.code
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        finally:
+            metrics.observe(method, code, started)
 
     return guarded
 
@@ -165,14 +181,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             unary = cast(UnaryBehavior, handler.unary_unary)
             return grpc.unary_unary_rpc_method_handler(
-                cast(Any, _guard_unary(unary)),
+                cast(Any, _guard_unary(handler_call_details.method, unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             stream = cast(StreamBehavior, handler.unary_stream)
             return grpc.unary_stream_rpc_method_handler(
-                cast(Any, _guard_stream(stream)),
+                cast(Any, _guard_stream(handler_call_details.method, stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

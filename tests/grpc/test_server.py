@@ -203,3 +203,18 @@ async def test_a_request_over_four_mib_is_refused(app: GrpcApp) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused_call:
         await app.auth.Register(huge)
     assert refused_call.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_calls_are_counted_in_metrics_by_method_and_code(app: GrpcApp) -> None:
+    await app.seats.GetBranches(pb.GetBranchesRequest())
+    await refused(
+        app.seats.GetSeat(pb.GetSeatRequest(seat_id=987654)), grpc.StatusCode.NOT_FOUND, "not_found"
+    )
+    text = (await app.http.get("/metrics")).text
+    assert 'dlsms_grpc_requests_total{code="OK",method="/dlsms.v1.SeatService/GetBranches"}' in text
+    assert (
+        'dlsms_grpc_requests_total{code="NOT_FOUND",method="/dlsms.v1.SeatService/GetSeat"}' in text
+    )
+    assert (
+        'dlsms_grpc_request_duration_seconds_count{method="/dlsms.v1.SeatService/GetSeat"}' in text
+    )
