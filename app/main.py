@@ -37,6 +37,7 @@ from app.routers import (
     branches,
     health,
     notifications,
+    outbox_admin,
     reservations,
     seats,
     streams,
@@ -44,6 +45,7 @@ from app.routers import (
 )
 from app.security import PasswordHasher
 from app.securityheaders import SecurityHeadersMiddleware
+from app.services.outbox import mail_writer
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
 from app.web import routes as web
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(branch_admin.router)
+    app.include_router(outbox_admin.router)  # GET /admin/outbox (an extension)
     apidocs.install(app)
     web.install(app)  # the web app's pages and /static
     # Innermost: cached listings are answered inside CORS and the request-id middleware.
@@ -164,7 +167,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
     broker = Broker(redis, settings.REDIS_URL)
     await broker.start()
     stack.push_async_callback(broker.stop)
-    publisher = Publisher(cache, broker)
+    publisher = Publisher(cache, broker, mail_writer(settings))  # mail: SMTP_URL set
     # On every instance, scheduler or not: it tells this process's seat streams.
     ticker = ClockTicker(pool, broker.hub, clock)
     ticker.start()

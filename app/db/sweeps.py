@@ -74,3 +74,29 @@ async def cancel_expired_offers(
 ) -> list[Reservation]:
     """HELD past offer_expires_at -> CANCELLED."""
     return _rows(await conn.fetch(_EXPIRED_OFFERS, now, reason, batch))
+
+
+# The reminder sweep (issue 15). $1 now, $2 the lead (REMINDER_MINUTES), $3 batch size.
+# CONFIRMED, starting within the lead, booked at least the lead before its start (a
+# booking made later gets none) and not reminded yet; reminded_at makes it once.
+_REMINDERS = f"""
+    WITH due AS (
+        SELECT id FROM reservations
+        WHERE status = 'CONFIRMED' AND reminded_at IS NULL
+          AND start_time > $1::timestamptz AND start_time <= $1::timestamptz + $2::interval
+          AND created_at <= start_time - $2::interval
+        ORDER BY start_time LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE reservations r SET reminded_at = $1
+    FROM due, seats s JOIN branches b ON b.id = s.branch_id
+    WHERE r.id = due.id AND s.id = r.seat_id AND r.status = 'CONFIRMED' AND r.reminded_at IS NULL
+    RETURNING {COLUMNS}
+"""
+
+
+async def mark_reminded(
+    conn: Connection, *, now: datetime, lead: timedelta, batch: int
+) -> list[Reservation]:
+    """CONFIRMED reservations whose reminder is due, marked reminded."""
+    return _rows(await conn.fetch(_REMINDERS, now, lead, batch))

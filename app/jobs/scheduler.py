@@ -1,4 +1,5 @@
-"""The in-process scheduler: every SWEEP_INTERVAL_SECONDS, run the sweeps once.
+"""The in-process scheduler: every SWEEP_INTERVAL_SECONDS, run the sweeps (and the
+reminder sweep) once; with SMTP_URL, deliver the outbox's e-mail every second.
 
 ``max_instances=1`` and ``coalesce=True``: a slow sweep is never run twice at once in
 one process, and missed ticks collapse into one. Other instances may sweep at the same
@@ -13,8 +14,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from app import metrics
 from app.clock import Clock
 from app.db.pool import Pool
-from app.jobs import sweeps
+from app.jobs import outbox, reminders, sweeps
 from app.realtime.publisher import Publisher
+from app.services.mail import SmtpConfig, smtp_config
 from app.settings import Settings
 from app.timeutil import utcnow
 
@@ -43,12 +45,25 @@ async def sweep_once(pool: Pool, publisher: Publisher, settings: Settings, clock
         )
 
 
+async def remind_once(pool: Pool, publisher: Publisher, settings: Settings, clock: Clock) -> None:
+    """The reminder sweep (app/jobs/reminders.py), one tick; failures logged."""
+    try:
+        count = await reminders.send_reminders(pool, publisher, settings, now=clock.now())
+    except Exception:
+        log.exception("reminder sweep failed; retrying at the next tick")
+        return
+    if count:
+        log.info("reminders: %d sent", count)
+
+
 class SweepScheduler:
-    """APScheduler running ``sweep_once``; stopping it lets a running tick finish."""
+    """APScheduler running ``sweep_once``, the reminder sweep and (with SMTP_URL) the
+    outbox's e-mail delivery; stopping it lets running ticks finish."""
 
     def __init__(self, pool: Pool, publisher: Publisher, settings: Settings, clock: Clock) -> None:
         self._idle = asyncio.Event()
         self._idle.set()
+        self._running = 0
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.add_job(
             self._tick,
@@ -61,15 +76,62 @@ class SweepScheduler:
             # APScheduler times ticks by the wall clock; sweeps ask ``clock`` what now is.
             next_run_time=utcnow(),
         )
+        self._scheduler.add_job(
+            self._reminders,
+            "interval",
+            seconds=settings.SWEEP_INTERVAL_SECONDS,
+            args=(pool, publisher, settings, clock),
+            id="reminders",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+        mail = smtp_config(settings)
+        if mail is not None:  # without SMTP_URL nothing is queued, so nothing to deliver
+            self._scheduler.add_job(
+                self._deliver,
+                "interval",
+                seconds=outbox.INTERVAL_SECONDS,
+                args=(pool, mail, clock),
+                id="outbox-email",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=utcnow(),
+            )
+
+    def _busy(self) -> None:
+        self._running += 1
+        self._idle.clear()
+
+    def _done(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
 
     async def _tick(
         self, pool: Pool, publisher: Publisher, settings: Settings, clock: Clock
     ) -> None:
-        self._idle.clear()
+        self._busy()
         try:
             await sweep_once(pool, publisher, settings, clock)
         finally:
-            self._idle.set()
+            self._done()
+
+    async def _reminders(
+        self, pool: Pool, publisher: Publisher, settings: Settings, clock: Clock
+    ) -> None:
+        self._busy()
+        try:
+            await remind_once(pool, publisher, settings, clock)
+        finally:
+            self._done()
+
+    async def _deliver(self, pool: Pool, mail: SmtpConfig, clock: Clock) -> None:
+        self._busy()
+        try:
+            await outbox.tick(pool, mail, now=clock.now())
+        finally:
+            self._done()
 
     def start(self) -> None:
         self._scheduler.start()

@@ -3,12 +3,15 @@
 from app.cache import SeatCache
 from app.realtime.broker import Broker
 from app.realtime.events import Changes
+from app.services.outbox import MailWriter
 
 
 class Publisher:
-    def __init__(self, cache: SeatCache, broker: Broker) -> None:
+    def __init__(self, cache: SeatCache, broker: Broker, mail: MailWriter | None = None) -> None:
         self.cache = cache
         self.broker = broker
+        # The process's e-mail writer (SMTP_URL set), which units of work queue mail with.
+        self.mail = mail
 
     async def publish(self, changes: Changes) -> None:
         """Call only after the transaction that made ``changes`` committed."""

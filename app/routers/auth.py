@@ -32,7 +32,9 @@ from app.schemas.auth import (
     VerifyIn,
     VerifyOut,
 )
+from app.schemas.outbox import MePatch, MeSettingsOut
 from app.services import auth as auth_service
+from app.services import outbox as outbox_service
 from app.services.auth import LoginResult
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -223,6 +225,18 @@ async def read_me(user: CurrentUser, conn: Conn, settings: SettingsDep, now: Now
     """The calling user, with the end of any fair-use suspension."""
     me = await auth_service.me(conn, settings, user_id=user.id, now=now)
     return MeOut(**me.user.model_dump(), suspended_until=me.suspended_until)
+
+
+@router.patch(
+    "/me", response_model=MeSettingsOut, responses=error_responses(NotAuthenticated, InvalidToken)
+)
+async def update_me(
+    body: MePatch, user: CurrentUser, conn: Conn, settings: SettingsDep, now: Now
+) -> MeSettingsOut:
+    """Change the caller's e-mail address (`null` removes it), name, or e-mail opt-out
+    (`email_notifications: false`: no e-mail; the in-app notifications go on). Absent
+    fields are kept. Answers the caller as `GET /auth/me` does, plus `email_notifications`."""
+    return await outbox_service.update_me(conn, settings, user_id=user.id, patch=body, now=now)
 
 
 def _token_out(result: LoginResult) -> TokenOut:

@@ -32,6 +32,7 @@ from app.services import calendar, fair_use, policy, quotas, rules
 from app.services import idempotency as idempotency_service
 from app.services import waitlist as waitlist_service
 from app.services.access import check_may_read_user
+from app.services.mail import MailKind
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
 from app.timeutil import iso_z
@@ -81,6 +82,7 @@ async def create(
             uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now
         )
         booked(uow.changes, reservation, now=now)
+        uow.mail(user.id, MailKind.BOOKING_CONFIRMED, reservation_id=reservation.id)  # e-mail
         return to_out(reservation, settings)
 
     if idempotency_key is None:

@@ -5,7 +5,8 @@ inside the transaction (``work(uow)``). The sequence around it is written here o
 
 1. take a connection (from the pool, when given one) and open a transaction;
 2. run ``work``: it changes rows through ``uow.conn`` and writes what follows into
-   ``uow.outbox`` (notifications, seat changes; later e-mail and webhook messages);
+   ``uow.outbox`` (notifications, seat changes, e-mail: app/services/outbox.py; later
+   webhook messages);
 3. flush the outbox in the same transaction, so the change and its messages commit
    together or not at all;
 4. if PostgreSQL aborted the transaction to break a deadlock (40P01), run all of it
@@ -31,7 +32,9 @@ from app.db.pool import Connection, Pool, connection
 from app.errors import ServiceUnavailable
 from app.models import NotificationType
 from app.realtime.events import Changes
+from app.services.mail import MailKind
 from app.services.notify import Outbox
+from app.services.outbox import MailWriter, queued_metric
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ class UnitOfWork:
     def notify(self, user_id: int, kind: NotificationType, **data: Any) -> None:
         self.outbox.notify(user_id, kind, **data)
 
+    def mail(self, user_id: int, kind: MailKind, **data: Any) -> None:
+        """An e-mail without a notification (a booking's confirmation); nothing when
+        e-mail is not configured. Notifications that are e-mailed too need no call."""
+        self.outbox.mail(user_id, kind, **data)
+
 
 Work = Callable[[UnitOfWork], Awaitable[T]]
 
@@ -62,6 +70,13 @@ class Publisher(Protocol):
     """What happens after COMMIT (app/realtime/publisher.py: cache, then streams)."""
 
     async def publish(self, changes: Changes) -> None: ...
+
+
+def _mail_writer(publisher: Publisher) -> MailWriter | None:
+    """The process's e-mail writer rides on its publisher (app/realtime/publisher.py);
+    None when SMTP_URL is unset."""
+    writer = getattr(publisher, "mail", None)
+    return writer if isinstance(writer, MailWriter) else None
 
 
 async def run_unit(
@@ -77,33 +92,40 @@ async def run_unit(
 
     ``atomic=False`` is for work that is a single statement writing no notification (a
     booking, a check-in): each statement commits on its own, which saves the BEGIN and
-    COMMIT round trips on the hottest path."""
+    COMMIT round trips on the hottest path. With e-mail configured every unit is atomic:
+    a booking's confirmation is queued in the booking's transaction."""
+    mail = _mail_writer(publisher)
+    if mail is not None:
+        atomic = True
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            result, changes = await _attempt(db, now, work, atomic=atomic)
+            result, changes, mails = await _attempt(db, now, work, atomic=atomic, mail=mail)
         except asyncpg.DeadlockDetectedError as exc:
             if attempt == ATTEMPTS:
                 raise ServiceUnavailable("Too much contention; try again") from exc
             log.info("deadlock, running the transaction again (attempt %d)", attempt + 1)
             continue
+        if mails:
+            queued_metric("email", mails)
         await publisher.publish(changes)
         return result
     raise AssertionError("unreachable")
 
 
 async def _attempt(
-    db: Connection | Pool, now: datetime, work: Work[T], *, atomic: bool
-) -> tuple[T, Changes]:
+    db: Connection | Pool, now: datetime, work: Work[T], *, atomic: bool, mail: MailWriter | None
+) -> tuple[T, Changes, int]:
     async with _connection_of(db) as conn:
-        uow = UnitOfWork(conn, now)
+        uow = UnitOfWork(conn, now, Outbox(mail))
         if not atomic:
             result = await work(uow)
             if uow.outbox.pending:
                 raise AssertionError("notifications are written in a transaction: atomic=True")
-            return result, await uow.outbox.flush(conn, now=now)
+            return result, await uow.outbox.flush(conn, now=now), 0
         async with conn.transaction():
             result = await work(uow)
-            return result, await uow.outbox.flush(conn, now=now)
+            changes = await uow.outbox.flush(conn, now=now)
+        return result, changes, uow.outbox.mails_queued
 
 
 @asynccontextmanager

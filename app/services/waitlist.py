@@ -17,6 +17,7 @@ from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
 from app.services import fair_use, quotas, rules
 from app.services.access import check_may_read_user
+from app.services.mail import MailKind
 from app.services.unit_of_work import UnitOfWork, run_unit
 from app.settings import Settings
 
@@ -129,6 +130,7 @@ async def claim(
         if reservation is None:  # the HELD row was withdrawn in the same instant
             raise OfferExpired()
         uow.changes.branches.add(reservation.branch)
+        uow.mail(user_id, MailKind.BOOKING_CONFIRMED, reservation_id=reservation.id)  # e-mail
         return entry, reservation
 
     return await run_unit(conn, publisher, now=now, work=work)

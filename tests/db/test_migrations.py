@@ -26,6 +26,7 @@ TABLES = {
     "notifications",
     "audit_log",
     "branch_closures",
+    "outbox",  # 0007 (issue 15)
 }
 
 

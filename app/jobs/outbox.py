@@ -1,0 +1,177 @@
+"""Delivery of the outbox's e-mail: a job of ``now``, safe to run on any number of
+instances at once (each message is claimed by one: app/db/outbox.py).
+
+Each tick claims due messages in batches of ``BATCH`` (FOR UPDATE SKIP LOCKED, a lease of
+``LEASE``) and sends a batch over one SMTP connection. A message the relay accepts is
+``sent``. A failure (relay down, timeout, 4xx) leaves it ``pending`` with its attempt
+counted, the error kept and the next attempt after an exponential backoff with jitter:
+``BASE_DELAY`` doubled per attempt up to ``MAX_DELAY``, times a random factor in
+[0.5, 1]. A message still failing ``RETRY_WINDOW`` (24 h) after it was queued, or
+refused for good (5xx), is ``dead``: it stays in the table for staff
+(``GET /admin/outbox?status=dead``) and is never sent. Sent messages are deleted after
+``KEEP_SENT``. Nothing is lost while the relay is down: messages wait, pending.
+
+A message is sent at least once, and once in all but one case: a process that dies
+between the relay's acceptance and marking the row sent leaves it to be sent again when
+its lease ends (its Message-ID is the same, so a reader's client can drop the copy).
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Gauge
+
+from app.db import outbox as outbox_db
+from app.db.pool import Pool, connection
+from app.services.mail import PermanentFailure, SmtpConfig, SmtpSender, build_message, message_id
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+LEASE = timedelta(minutes=5)
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(hours=1)
+RETRY_WINDOW = timedelta(hours=24)
+KEEP_SENT = timedelta(days=7)
+# How often the delivery job runs (the sweeps' interval is for slower work).
+INTERVAL_SECONDS = 1.0
+
+DELIVERIES = Counter(
+    "dlsms_outbox_deliveries_total",
+    "Outbox delivery attempts by outcome (sent, retry: failed and rescheduled, dead)",
+    ["channel", "outcome"],
+)
+MESSAGES = Gauge(
+    "dlsms_outbox_messages",
+    "Outbox messages by status, as the last delivery tick of this process counted them",
+    ["channel", "status"],
+)
+OLDEST_PENDING = Gauge(
+    "dlsms_outbox_oldest_pending_age_seconds",
+    "Age of the oldest pending outbox message at the last delivery tick (0: none)",
+    ["channel"],
+)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: exponential, capped, jittered."""
+    ceiling = min(BASE_DELAY * (1 << min(max(attempts - 1, 0), 20)), MAX_DELAY)
+    factor: float = (rng or random).uniform(0.5, 1.0)
+    return ceiling * factor
+
+
+async def deliver_email(pool: Pool, config: SmtpConfig, *, now: datetime) -> DeliveryResult:
+    """Send every due e-mail (batch after batch until none is left)."""
+    sent = retried = dead = 0
+    while True:
+        async with connection(pool) as conn:
+            batch = await outbox_db.claim_due(conn, "email", now=now, lease=LEASE, batch=BATCH)
+        if not batch:
+            break
+        result = await _send_batch(pool, config, batch, now=now)
+        sent, retried, dead = sent + result.sent, retried + result.retried, dead + result.dead
+        if len(batch) < BATCH or result.retried:
+            break  # a failing relay is tried again at the next tick, not in a loop now
+    DELIVERIES.labels("email", "sent").inc(sent)
+    DELIVERIES.labels("email", "retry").inc(retried)
+    DELIVERIES.labels("email", "dead").inc(dead)
+    return DeliveryResult(sent, retried, dead)
+
+
+async def _send_batch(
+    pool: Pool, config: SmtpConfig, batch: list[outbox_db.Claimed], *, now: datetime
+) -> DeliveryResult:
+    sent = retried = dead = 0
+    pending = list(batch)
+    try:
+        async with SmtpSender(config) as smtp:
+            while pending:
+                message = pending[0]
+                try:
+                    await smtp.send(
+                        build_message(
+                            message.payload,
+                            sender=config.sender,
+                            message_id=message_id(message.id, config.sender),
+                        )
+                    )
+                except PermanentFailure as exc:
+                    pending.pop(0)
+                    await _failed(pool, message, now=now, error=str(exc), permanent=True)
+                    dead += 1
+                    continue
+                pending.pop(0)
+                async with connection(pool) as conn:
+                    await outbox_db.mark_sent(conn, message.id, now=now)
+                sent += 1
+    except Exception as exc:  # the relay is down or broke off: the rest waits
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "e-mail relay %s failed (%s); %d message(s) retried later",
+            config.where,
+            error,
+            len(pending),
+        )
+        for message in pending:
+            if await _failed(pool, message, now=now, error=error, permanent=False):
+                dead += 1
+            else:
+                retried += 1
+    return DeliveryResult(sent, retried, dead)
+
+
+async def _failed(
+    pool: Pool, message: outbox_db.Claimed, *, now: datetime, error: str, permanent: bool
+) -> bool:
+    """Reschedule a failed message, or give it up; True when it is now dead."""
+    next_attempt = now + backoff(message.attempts)
+    dead = permanent or next_attempt > message.created_at + RETRY_WINDOW
+    async with connection(pool) as conn:
+        await outbox_db.mark_failed(
+            conn, message.id, dead=dead, next_attempt_at=next_attempt, error=error
+        )
+    if dead:
+        log.error("outbox message %d is dead after %d attempt(s)", message.id, message.attempts)
+    return dead
+
+
+async def refresh_metrics(pool: Pool, *, now: datetime) -> outbox_db.Stats:
+    """Queue depth and the oldest pending message's age, for /metrics; sent rows pruned."""
+    async with connection(pool) as conn:
+        stats = await outbox_db.stats(conn, "email")
+        await outbox_db.purge_sent(conn, before=now - KEEP_SENT, batch=1000)
+    MESSAGES.labels("email", "pending").set(stats.pending)
+    MESSAGES.labels("email", "dead").set(stats.dead)
+    age = (now - stats.oldest_pending).total_seconds() if stats.oldest_pending else 0.0
+    OLDEST_PENDING.labels("email").set(max(age, 0.0))
+    return stats
+
+
+async def tick(pool: Pool, config: SmtpConfig, *, now: datetime) -> DeliveryResult:
+    """One run of the job; failures are logged and the next tick tries again."""
+    started = time.perf_counter()
+    try:
+        result = await deliver_email(pool, config, now=now)
+        await refresh_metrics(pool, now=now)
+    except Exception:
+        log.exception("outbox delivery failed; retrying at the next tick")
+        return DeliveryResult()
+    if result.sent or result.dead:
+        log.info(
+            "outbox: %d e-mail(s) sent, %d retried later, %d dead in %.2f s",
+            result.sent,
+            result.retried,
+            result.dead,
+            time.perf_counter() - started,
+        )
+    return result
