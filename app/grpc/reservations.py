@@ -3,7 +3,7 @@
 from app.db.pool import connection
 from app.grpc import convert
 from app.grpc.calls import Context, Servicer
-from app.grpc.errors import StoredError
+from app.grpc.errors import stored_error
 from app.grpc.generated import dlsms_pb2 as pb
 from app.grpc.generated import dlsms_pb2_grpc as pb_grpc
 from app.schemas.reservations import (
@@ -157,5 +157,5 @@ async def _answer(
     if result.replayed:
         await context.send_initial_metadata(REPLAYED)
     if result.status_code >= 400:
-        raise StoredError(result.status_code, result.body)
+        raise stored_error(result.status_code, result.body)
     return convert.replayed_reservation(result.body)
