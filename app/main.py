@@ -37,6 +37,7 @@ from app.routers import (
     branches,
     health,
     notifications,
+    oidc,
     outbox_admin,
     reservations,
     seats,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(oidc.router)  # campus sign-in: /auth/providers, /auth/oidc/*
     app.include_router(streams.router)  # before /seats/{seat_id}
     app.include_router(seats.router)
     app.include_router(branches.router)
