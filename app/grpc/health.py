@@ -46,11 +46,8 @@ class HealthWatcher:
 
     async def check(self) -> None:
         up = await database_answers(self._pool)
-        status = (
-            health_pb.HealthCheckResponse.SERVING
-            if up
-            else (health_pb.HealthCheckResponse.NOT_SERVING)
-        )
+        serving = health_pb.HealthCheckResponse
+        status = serving.SERVING if up else serving.NOT_SERVING
         for service in self._services:
             await self.servicer.set(service, status)
 
