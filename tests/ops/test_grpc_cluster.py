@@ -54,12 +54,17 @@ class GrpcCluster:
 
     def stubs(
         self, channel: grpc.aio.Channel | None = None
-    ) -> tuple[pb_grpc.AuthServiceStub, pb_grpc.SeatServiceStub, pb_grpc.ReservationServiceStub]:
+    ) -> tuple[
+        "pb_grpc.AuthServiceAsyncStub",
+        "pb_grpc.SeatServiceAsyncStub",
+        "pb_grpc.ReservationServiceAsyncStub",
+    ]:
+        # The async stubs' types (mypy-protobuf's .pyi) exist for type checkers only.
         channel = channel or self.channel
         return (
-            pb_grpc.AuthServiceStub(channel),  # type: ignore[no-untyped-call]
-            pb_grpc.SeatServiceStub(channel),  # type: ignore[no-untyped-call]
-            pb_grpc.ReservationServiceStub(channel),  # type: ignore[no-untyped-call]
+            pb_grpc.AuthServiceStub(channel),
+            pb_grpc.SeatServiceStub(channel),
+            pb_grpc.ReservationServiceStub(channel),
         )
 
 
@@ -243,7 +248,7 @@ async def test_watch_seats_through_nginx_hears_a_booking_made_on_the_other_insta
         async with asyncio.timeout(10):
             while True:
                 event = await stream.read()
-                assert event is not grpc.aio.EOF, "the stream ended"
+                assert isinstance(event, pb.SeatAvailabilityEvent), "the stream ended"
                 # Pub/sub channels are server-wide: skip what another test run published.
                 if event.seat_id == seat_id:
                     break
