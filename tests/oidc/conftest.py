@@ -181,3 +181,10 @@ async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
     made: list[httpx.AsyncClient] = []
     yield made
     await asyncio.gather(*(client.aclose() for client in made))
+
+
+# The browser fixtures of tests/web (Debian's Chromium through Playwright; skipped without
+# it unless DLSMS_REQUIRE_BROWSER=1, as there).
+from tests.web.conftest import browser, chromium_path, playwright_session  # noqa: E402
+
+__all__ = ["browser", "chromium_path", "playwright_session"]

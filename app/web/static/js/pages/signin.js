@@ -1,5 +1,5 @@
 // /app/signin: POST /auth/session (sets the cookies), then back to ?next= or the branches.
-import { signIn, nextPath } from "/static/js/api.js";
+import { signIn, nextPath, request } from "/static/js/api.js";
 import { showError, clearError, busy } from "/static/js/ui.js";
 
 const form = document.getElementById("signin-form");
@@ -8,6 +8,18 @@ const next = nextPath();
 if (next !== "/app/branches") {
   document.getElementById("register-link").href = `/app/register?next=${encodeURIComponent(next)}`;
 }
+
+// Campus sign-in: a plain link (GET /auth/oidc/login, then the university's page), shown
+// only when the server offers it; it brings the person back to ?next= as well.
+request("GET", "/auth/providers").then((providers) => {
+  if (!providers || !providers.oidc) return;
+  const link = document.getElementById("campus-signin-link");
+  const url = new URL(providers.oidc.login_url, location.origin);
+  if (next !== "/app/branches") url.searchParams.set("next", next);
+  link.href = url.pathname + url.search;
+  if (providers.oidc.name) link.title = `Sign in through ${providers.oidc.name}`;
+  document.getElementById("campus-signin").hidden = false;
+}).catch(() => {}); // without it, the password form still works
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
