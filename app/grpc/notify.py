@@ -15,7 +15,7 @@ from app.models import WaitlistEntry
 from app.realtime import sse
 from app.schemas.notifications import NotificationQuery
 from app.schemas.seats import Page
-from app.schemas.waitlist import WaitlistJoin
+from app.schemas.waitlist import WaitlistJoin, WaitlistOfferNow
 from app.services import notifications as notifications_service
 from app.services import reservations as reservations_service
 from app.services import waitlist as waitlist_service
@@ -109,11 +109,20 @@ class NotifyServicer(Servicer, pb_grpc.NotifyServiceServicer):
     async def NotifyUsers(
         self, request: pb.NotifyUsersRequest, context: Context
     ) -> pb.NotifyUsersResponse:
-        self.admin(context)
-        # No service function offers a seat's time on demand and answers the offers made
-        # (waitlist_service.offer_released runs inside another use case's unit of work and
-        # returns nothing); writing that rule here would be a second copy of it.
-        raise NotImplementedError  # answered UNIMPLEMENTED by app/grpc/errors.py
+        admin = self.admin(context)
+        seat_id = convert.object_id(request.seat_id, "seat_id")
+        body = WaitlistOfferNow.model_validate(
+            {
+                "start_time": convert.instant(request, "start_time"),
+                "end_time": convert.instant(request, "end_time"),
+            }
+        )
+        async with connection(self.state["pool"]) as conn:
+            offered = await waitlist_service.offer_now(
+                conn, self.state["publisher"], self.state["settings"], actor=admin,
+                seat_id=seat_id, start=body.start_time, end=body.end_time, now=self.now(),
+            )  # fmt: skip
+        return pb.NotifyUsersResponse(offered=[convert.waitlist_entry(e) for e in offered])
 
     async def StreamNotifications(
         self, request: pb.StreamNotificationsRequest, context: Context

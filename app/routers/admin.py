@@ -14,6 +14,7 @@ from app.errors import (
     InvalidToken,
     NotAuthenticated,
     NotFound,
+    SeatUnavailable,
     error_responses,
 )
 from app.schemas.admin import (
@@ -31,8 +32,10 @@ from app.schemas.admin import (
 from app.schemas.reservations import ReservationList, ReservationOut
 from app.schemas.seat_codes import SeatCodeList, SeatCodeOut
 from app.schemas.seats import Page, SeatOut
+from app.schemas.waitlist import OffersMade, WaitlistEntryOut, WaitlistOfferNow
 from app.services import admin as admin_service
 from app.services import seat_codes as seat_codes_service
+from app.services import waitlist as waitlist_service
 
 router = APIRouter(
     prefix="/admin",
@@ -168,6 +171,31 @@ async def check_in_at_desk(
     """Staff check-in at the desk (the same window as the student's own check-in)."""
     return await admin_service.check_in(
         conn, publisher, settings, actor=admin, reservation_id=reservation_id, now=now
+    )
+
+
+@router.post(
+    "/seats/{seat_id}/offer",
+    response_model=OffersMade,
+    responses=error_responses(NotFound, SeatUnavailable, InvalidInterval),
+)
+async def offer_seat_now(
+    seat_id: PathId,
+    body: WaitlistOfferNow,
+    admin: AdminUser,
+    conn: Conn,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    now: Now,
+) -> OffersMade:
+    """(An extension; gRPC NotifyUsers.) Offer the seat's free time in [start_time,
+    end_time) to its queues now, as if it had just been released; answers the offers."""
+    offered = await waitlist_service.offer_now(
+        conn, publisher, settings, actor=admin, seat_id=seat_id,
+        start=body.start_time, end=body.end_time, now=now,
+    )  # fmt: skip
+    return OffersMade(
+        offered=[WaitlistEntryOut.model_validate(e, from_attributes=True) for e in offered]
     )
 
 

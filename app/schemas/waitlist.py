@@ -60,3 +60,16 @@ class WaitlistList(BaseModel):
 class ClaimOut(BaseModel):
     entry: WaitlistEntryOut
     reservation: ReservationOut
+
+
+class WaitlistOfferNow(BaseModel):
+    """Staff: offer a seat's free time to its queues now (the seed's NotifyUsers)."""
+
+    start_time: Instant
+    end_time: Instant = Field(description="After start_time (else 422 `invalid_interval`)")
+
+    _interval = model_validator(mode="after")(ordered_interval)
+
+
+class OffersMade(BaseModel):
+    offered: list[WaitlistEntryOut] = Field(description="The entries offered, in queue order")

@@ -7,12 +7,28 @@ the release and the offers it makes commit together or not at all.
 
 from datetime import datetime
 
+from app.db import admin as admin_db
 from app.db import reservations as reservations_db
 from app.db import seats as seats_db
 from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
-from app.errors import InvalidState, NotFound, OfferExpired, SlotAvailable, Suspended
-from app.models import NotificationType, Reservation, TokenUser, WaitlistEntry, WaitlistStatus
+from app.errors import (
+    InvalidInterval,
+    InvalidState,
+    NotFound,
+    OfferExpired,
+    SeatUnavailable,
+    SlotAvailable,
+    Suspended,
+)
+from app.models import (
+    NotificationType,
+    Reservation,
+    SeatStatus,
+    TokenUser,
+    WaitlistEntry,
+    WaitlistStatus,
+)
 from app.realtime.publisher import Publisher
 from app.schemas.waitlist import WaitlistJoin
 from app.services import fair_use, quotas, rules
@@ -187,24 +203,25 @@ async def offer_released(
     branch: str,
     start: datetime,
     end: datetime,
-) -> None:
+) -> list[int]:
     """Offer [start, end) on the seat: its own queue first, then its branch's, oldest
     first, each entry only if its whole interval is free for the seat and for its owner
     and lies inside one opening of the branch as its hours stand now (never across a
-    closing)."""
+    closing). Answers the ids of the entries offered."""
     conn, now = uow.conn, uow.now
     released = seats_db.interval(start, end)
     tried: list[int] = []
+    offered: list[int] = []
     branch_rules = await rules.for_branch(conn, settings, branch_id, now=now)
     if branch_rules is None:
-        return
+        return offered
     expires_at = now + branch_rules.policy.claim_window
     for _ in range(MAX_OFFERS_PER_RELEASE):
         candidate = await waitlist_db.next_candidate(
             conn, seat_id=seat_id, branch_id=branch_id, released=released, now=now, skip=tried
         )
         if candidate is None:
-            return
+            break
         tried.append(candidate["id"])
         # An entry whose interval has begun is offered what is left of it, so that the
         # check-in window (timed from the start) is still open when it is claimed.
@@ -235,6 +252,7 @@ async def offer_released(
         await waitlist_db.mark_offered(
             conn, candidate["id"], reservation_id=reservation_id, expires_at=expires_at, now=now
         )
+        offered.append(candidate["id"])
         uow.changes.reservation_changed(
             seat_id=seat_id,
             branch=branch,
@@ -252,6 +270,45 @@ async def offer_released(
             end_time=candidate["end_time"],
             offer_expires_at=expires_at,
         )
+    return offered
+
+
+async def offer_now(
+    conn: Connection,
+    publisher: Publisher,
+    settings: Settings,
+    *,
+    actor: TokenUser,
+    seat_id: int,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> list[WaitlistEntry]:
+    """Staff: offer the seat's free time in [start, end) to its queues now (the seed's
+    NotifyUsers), as if it had just been released; answers the entries offered."""
+    if end <= start:
+        raise InvalidInterval("end_time must be after start_time")
+    if end <= now:
+        raise InvalidInterval("the interval has already ended")
+
+    async def work(uow: UnitOfWork) -> list[WaitlistEntry]:
+        seat = await seats_db.seat_ref(uow.conn, seat_id)
+        if seat is None:
+            raise NotFound("No such seat")
+        if seat["status"] != SeatStatus.ACTIVE:
+            raise SeatUnavailable(f"The seat is {seat['status']}, not open for booking")
+        offered = await offer_released(
+            uow, settings, seat_id=seat_id, branch_id=int(str(seat["branch_id"])),
+            branch=str(seat["branch"]), start=max(start, now), end=end,
+        )  # fmt: skip
+        entries = [await waitlist_db.get(uow.conn, entry_id) for entry_id in offered]
+        await admin_db.audit(
+            uow.conn, actor_id=actor.id, action="waitlist.offer", entity="seat",
+            entity_id=seat_id, before=None, after={"offered": offered}, now=now,
+        )  # fmt: skip
+        return [entry for entry in entries if entry is not None]
+
+    return await run_unit(conn, publisher, now=now, work=work)
 
 
 async def _own(conn: Connection, user_id: int, entry_id: int) -> WaitlistEntry:

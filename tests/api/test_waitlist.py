@@ -1052,3 +1052,34 @@ async def test_booking_is_possible_again_once_the_suspension_ends(
     assert (await me(api, bob))["suspended_until"] is None
     accepted = await api.post("/reservations", json=body, headers=bob.headers)
     assert accepted.status_code == 201, accepted.text
+
+
+async def test_staff_offer_a_seats_free_time_now(
+    api: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    library: Library,
+    alice: Student,
+    bob: Student,
+    admin: Student,
+) -> None:
+    """POST /admin/seats/{id}/offer (the HTTP twin of gRPC NotifyUsers)."""
+    held = await add_reservation(db, user_id=bob.id, seat_id=library.a1, start=T10, end=T11)
+    entry = await joined(api, alice, seat_id=library.a1)
+    await db.execute("UPDATE reservations SET status = 'CANCELLED' WHERE id = $1", held)
+    body = {"start_time": iso(T10), "end_time": iso(T11)}
+    refused = await api.post(f"/admin/seats/{library.a1}/offer", json=body, headers=alice.headers)
+    assert_error(refused, 403, "forbidden")
+    made = await api.post(f"/admin/seats/{library.a1}/offer", json=body, headers=admin.headers)
+    assert made.status_code == 200, made.text
+    [offered] = made.json()["offered"]
+    assert (offered["id"], offered["status"]) == (entry["id"], "OFFERED")
+    assert len(await my_notifications(api, alice, kind="waitlist.offer")) == 1
+    broken = await api.post(
+        f"/admin/seats/{library.broken}/offer", json=body, headers=admin.headers
+    )
+    assert_error(broken, 409, "seat_unavailable")
+    backwards = {"start_time": iso(T11), "end_time": iso(T10)}
+    wrong = await api.post(
+        f"/admin/seats/{library.a1}/offer", json=backwards, headers=admin.headers
+    )
+    assert wrong.status_code == 422

@@ -21,6 +21,7 @@ from tests.factories import (
     FrozenClock,
     Student,
     add_branch,
+    add_reservation,
     add_seat,
     at,
     booked,
@@ -199,9 +200,14 @@ async def test_list_and_mark_notifications_read(
     )
 
 
-async def test_notify_users_is_for_staff_and_not_offered_by_this_server(
-    app: GrpcApp, library: Library, alice: Student, admin: Student
-) -> None:
+async def test_notify_users_offers_the_seats_free_time_now_and_is_for_staff(
+    app: GrpcApp, db: asyncpg.Connection, library: Library, alice: Student, bob: Student,
+    admin: Student,
+) -> None:  # fmt: skip
+    held = await add_reservation(db, user_id=bob.id, seat_id=library.a1, start=T10, end=T11)
+    entry = await app.notify.AddToWaitlist(wait_for(library.a1), metadata=auth(alice))
+    # The time frees up without a release (a fix by hand): nobody was offered it.
+    await db.execute("UPDATE reservations SET status = 'CANCELLED' WHERE id = $1", held)
     asked = pb.NotifyUsersRequest(
         seat_id=library.a1, start_time=timestamp(T10), end_time=timestamp(T11)
     )
@@ -210,8 +216,25 @@ async def test_notify_users_is_for_staff_and_not_offered_by_this_server(
         grpc.StatusCode.PERMISSION_DENIED,
         "forbidden",
     )
+    answer = await app.notify.NotifyUsers(asked, metadata=auth(admin))
+    assert [(e.id, e.status) for e in answer.offered] == [(entry.id, "OFFERED")]
+    again = await app.notify.NotifyUsers(asked, metadata=auth(admin))
+    assert list(again.offered) == []  # the time is held for alice now
+    backwards = pb.NotifyUsersRequest(
+        seat_id=library.a1, start_time=timestamp(T11), end_time=timestamp(T10)
+    )
     await refused(
-        app.notify.NotifyUsers(asked, metadata=auth(admin)), grpc.StatusCode.UNIMPLEMENTED, None
+        app.notify.NotifyUsers(backwards, metadata=auth(admin)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_interval",
+    )
+    missing = pb.NotifyUsersRequest(
+        seat_id=999_999, start_time=timestamp(T10), end_time=timestamp(T11)
+    )
+    await refused(
+        app.notify.NotifyUsers(missing, metadata=auth(admin)),
+        grpc.StatusCode.NOT_FOUND,
+        "not_found",
     )
 
 
