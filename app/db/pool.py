@@ -8,6 +8,7 @@ keeps its type, so an unrelated OSError (a file, a Redis or SMTP socket) is neve
 mistaken for the database being down.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,3 +100,19 @@ async def connection(pool: Pool) -> AsyncIterator[Connection]:
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
     return DatabaseUnavailable()
+
+
+READY_CHECK_SECONDS = 1.0
+
+
+async def answers(pool: Pool, *, within: float = READY_CHECK_SECONDS) -> bool:
+    """Readiness (``/ready`` and the gRPC health service): a ``SELECT 1`` through the
+    pool within ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            async with connection(pool) as conn:
+                await conn.fetchval("SELECT 1")
+    except (DatabaseUnavailable, TimeoutError) as exc:  # TimeoutError: our own deadline
+        log.warning("readiness: database down: %s", type(exc).__name__)
+        return False
+    return True

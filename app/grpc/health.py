@@ -10,24 +10,10 @@ from collections.abc import Iterable
 from grpc_health.v1 import health
 from grpc_health.v1 import health_pb2 as health_pb
 
-from app.db.pool import Pool, connection
-from app.errors import DatabaseUnavailable
+from app.db import pool as pool_module
+from app.db.pool import Pool
 
 log = logging.getLogger(__name__)
-
-CHECK_TIMEOUT_SECONDS = 1.0  # as /ready's
-
-
-async def database_answers(pool: Pool) -> bool:
-    """/ready's test: a ``SELECT 1`` through the pool within a second."""
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            async with connection(pool) as conn:
-                await conn.fetchval("SELECT 1")
-    except (DatabaseUnavailable, TimeoutError) as exc:
-        log.warning("gRPC health: database down: %s", type(exc).__name__)
-        return False
-    return True
 
 
 class HealthWatcher:
@@ -45,7 +31,7 @@ class HealthWatcher:
         self._task = asyncio.create_task(self._run(), name="grpc-health")
 
     async def check(self) -> None:
-        up = await database_answers(self._pool)
+        up = await pool_module.answers(self._pool)
         serving = health_pb.HealthCheckResponse
         status = serving.SERVING if up else serving.NOT_SERVING
         for service in self._services:

@@ -10,14 +10,12 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from app import metrics
-from app.db.pool import connection
+from app.db import pool as pool_module
 from app.deps import app_state
-from app.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
 
-_CHECK_TIMEOUT_SECONDS = 1.0
 
 DependencyState = Literal["up", "down", "disabled"]
 
@@ -50,15 +48,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def _database_state(request: Request) -> DependencyState:
-    pool = app_state(request)["pool"]
-    try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
-            async with connection(pool) as conn:
-                await conn.fetchval("SELECT 1")
-    except (DatabaseUnavailable, TimeoutError) as exc:  # TimeoutError: our own deadline
-        log.warning("readiness: database down: %s", type(exc).__name__)
-        return "down"
-    return "up"
+    return "up" if await pool_module.answers(app_state(request)["pool"]) else "down"
 
 
 async def _redis_state(request: Request) -> DependencyState:
@@ -66,7 +56,7 @@ async def _redis_state(request: Request) -> DependencyState:
     if redis is None:
         return "disabled"
     try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+        async with asyncio.timeout(pool_module.READY_CHECK_SECONDS):
             await redis.ping()
     except (RedisError, OSError, TimeoutError):
         return "down"
