@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import grpc
@@ -40,8 +40,13 @@ DLSMS_SERVICES = {
 class TcpProxy:
     """A TCP relay to PostgreSQL that a test can cut: PostgreSQL "goes away"."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
+    def __init__(self, database_url: str) -> None:
+        # TCP, or the Unix socket of a ``?host=/dir`` URL (the embedded PostgreSQL).
+        target = urlsplit(database_url)
+        socket_dir = dict(parse_qsl(target.query)).get("host")
+        self.port = target.port or 5432
+        self.socket = f"{socket_dir}/.s.PGSQL.{self.port}" if socket_dir else None
+        self.host = target.hostname or "127.0.0.1"
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
@@ -51,7 +56,10 @@ class TcpProxy:
         return port
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        if self.socket:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.socket)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
         self.writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -92,9 +100,9 @@ async def test_health_turns_not_serving_when_postgresql_goes_away(
     make_grpc: GrpcFactory, database_url: str
 ) -> None:
     target = urlsplit(database_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy = TcpProxy(database_url)
     port = await proxy.start()
-    proxied = target._replace(netloc=f"{target.username}@127.0.0.1:{port}").geturl()
+    proxied = target._replace(netloc=f"{target.username}@127.0.0.1:{port}", query="").geturl()
     app = await make_grpc(DATABASE_URL=proxied, DB_POOL_MIN_SIZE=0)
     assert await health(app) == SERVING
     await proxy.cut()
