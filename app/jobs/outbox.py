@@ -1,13 +1,13 @@
 """Delivery of the outbox's e-mail: a job of ``now``, safe to run on any number of
 instances at once (each message is claimed by one: app/db/outbox.py).
 
-Each tick claims due messages in batches of ``BATCH`` (FOR UPDATE SKIP LOCKED, a lease of
-``LEASE``) and sends a batch over one SMTP connection. A message the relay accepts is
-``sent``. A failure (relay down, timeout, 4xx) leaves it ``pending`` with its attempt
-counted, the error kept and the next attempt after an exponential backoff with jitter:
-``BASE_DELAY`` doubled per attempt up to ``MAX_DELAY``, times a random factor in
-[0.5, 1]. A message still failing ``RETRY_WINDOW`` (24 h) after it was queued, or
-refused for good (5xx), is ``dead``: it stays in the table for staff
+Each tick claims due messages in batches of ``BATCH`` (FOR UPDATE SKIP LOCKED, a lease
+of ``LEASE``) and sends a batch over ``SENDERS`` SMTP connections at once. A message the
+relay accepts is ``sent``. A failure (relay down, timeout, 4xx) leaves it ``pending``
+with its attempt counted, the error kept and the next attempt after an exponential
+backoff with jitter: ``BASE_DELAY`` doubled per attempt up to ``MAX_DELAY``, times a
+random factor in [0.5, 1]. A message still failing ``RETRY_WINDOW`` (24 h) after it was
+queued, or refused for good (5xx), is ``dead``: it stays in the table for staff
 (``GET /admin/outbox?status=dead``) and is never sent. Sent messages are deleted after
 ``KEEP_SENT``. Nothing is lost while the relay is down: messages wait, pending.
 
@@ -16,9 +16,11 @@ between the relay's acceptance and marking the row sent leaves it to be sent aga
 its lease ends (its Message-ID is the same, so a reader's client can drop the copy).
 """
 
+import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +33,8 @@ from app.services.mail import PermanentFailure, SmtpConfig, SmtpSender, build_me
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# SMTP connections a batch is sent over at once (relays take a few in parallel).
+SENDERS = 4
 LEASE = timedelta(minutes=5)
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=1)
@@ -91,38 +95,57 @@ async def deliver_email(pool: Pool, config: SmtpConfig, *, now: datetime) -> Del
 async def _send_batch(
     pool: Pool, config: SmtpConfig, batch: list[outbox_db.Claimed], *, now: datetime
 ) -> DeliveryResult:
+    """Send a claimed batch over up to ``SENDERS`` SMTP connections at once."""
+    queue = deque(batch)
+    results = await asyncio.gather(
+        *(_sender(pool, config, queue, now=now) for _ in range(min(SENDERS, len(batch))))
+    )
+    return DeliveryResult(
+        sent=sum(r.sent for r in results),
+        retried=sum(r.retried for r in results),
+        dead=sum(r.dead for r in results),
+    )
+
+
+async def _sender(
+    pool: Pool, config: SmtpConfig, queue: deque[outbox_db.Claimed], *, now: datetime
+) -> DeliveryResult:
+    """One connection taking messages from ``queue`` until it is empty or the relay fails;
+    on a failure the rest of the queue is rescheduled too (the relay is likely down)."""
     sent = retried = dead = 0
-    pending = list(batch)
+    current: outbox_db.Claimed | None = None
     try:
         async with SmtpSender(config) as smtp:
-            while pending:
-                message = pending[0]
+            while queue:
+                current = queue.popleft()
+                mime = build_message(
+                    current.payload,
+                    sender=config.sender,
+                    message_id=message_id(current.id, config.sender),
+                )
                 try:
-                    await smtp.send(
-                        build_message(
-                            message.payload,
-                            sender=config.sender,
-                            message_id=message_id(message.id, config.sender),
-                        )
-                    )
+                    await smtp.send(mime)
                 except PermanentFailure as exc:
-                    pending.pop(0)
-                    await _failed(pool, message, now=now, error=str(exc), permanent=True)
+                    await _failed(pool, current, now=now, error=str(exc), permanent=True)
                     dead += 1
+                    current = None
                     continue
-                pending.pop(0)
                 async with connection(pool) as conn:
-                    await outbox_db.mark_sent(conn, message.id, now=now)
+                    await outbox_db.mark_sent(conn, current.id, now=now)
                 sent += 1
+                current = None
     except Exception as exc:  # the relay is down or broke off: the rest waits
         error = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "e-mail relay %s failed (%s); %d message(s) retried later",
-            config.where,
-            error,
-            len(pending),
-        )
-        for message in pending:
+        failed = ([current] if current is not None else []) + list(queue)
+        queue.clear()
+        if failed:
+            log.warning(
+                "e-mail relay %s failed (%s); %d message(s) retried later",
+                config.where,
+                error,
+                len(failed),
+            )
+        for message in failed:
             if await _failed(pool, message, now=now, error=error, permanent=False):
                 dead += 1
             else:

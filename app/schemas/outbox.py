@@ -3,7 +3,7 @@ e-mail settings (PATCH /auth/me)."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from app.schemas.auth import MeOut
 from app.schemas.common import Name, UtcDatetime
@@ -41,17 +41,11 @@ class MePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr | None = Field(default=None, max_length=254)
-    name: Name | None = None
-    email_notifications: bool | None = Field(
+    # Absent: kept (the default is never validated); null is refused like any non-string.
+    name: Name = Field(default=None)  # type: ignore[assignment]
+    email_notifications: StrictBool = Field(  # type: ignore[assignment]
         default=None, description="false: no e-mail at all (the in-app notifications go on)"
     )
-
-    @model_validator(mode="after")
-    def _no_null_name(self) -> "MePatch":
-        for field in ("name", "email_notifications"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
-        return self
 
 
 class MeSettingsOut(MeOut):

@@ -200,8 +200,10 @@ async def update_me(
         user_id,
         set_email="email" in fields,
         email=str(patch.email) if patch.email is not None else None,
-        name=patch.name,
-        email_notifications=patch.email_notifications,
+        name=patch.name if "name" in fields else None,
+        email_notifications=(
+            patch.email_notifications if "email_notifications" in fields else None
+        ),
     )
     if found is None:  # a valid token for an account that no longer exists
         raise InvalidToken()

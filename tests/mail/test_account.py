@@ -49,9 +49,10 @@ async def test_patch_me_changes_what_it_is_given(api: httpx.AsyncClient, alice: 
         ({"email": "x" * 250 + "@example.edu"}, ("body", "email")),
         ({"name": "   "}, ("body", "name")),
         ({"name": ""}, ("body", "name")),
-        ({"name": None}, ("body",)),
+        ({"name": None}, ("body", "name")),
         ({"email_notifications": "perhaps"}, ("body", "email_notifications")),
-        ({"email_notifications": None}, ("body",)),
+        ({"email_notifications": None}, ("body", "email_notifications")),
+        ({"email_notifications": 0}, ("body", "email_notifications")),
         ({"role": "admin"}, ("body", "role")),
     ],
 )
