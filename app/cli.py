@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "grpc_port", None) is not None:
         # The workers read their settings from the environment: GRPC_PORT reaches them all.
         os.environ["GRPC_PORT"] = str(args.grpc_port)
+    if args.command == "serve":
+        # gRPC binds where HTTP does, unless GRPC_HOST says otherwise.
+        os.environ.setdefault("GRPC_HOST", args.host)
     settings = load_settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if args.command == "serve":

@@ -200,7 +200,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
     )
     if settings.GRPC_PORT is not None:
         # In this event loop, over this state; stopped first at shutdown (streams end).
-        grpc = GrpcServer(state, port=settings.GRPC_PORT)
+        grpc = GrpcServer(state, port=settings.GRPC_PORT, host=settings.GRPC_HOST)
         await grpc.start()
         stack.push_async_callback(grpc.stop, settings.SHUTDOWN_GRACE_SECONDS)
     return state

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # gRPC (api.md, "gRPC"): the port of the grpc.aio server in the same process; unset,
     # no gRPC. Every worker binds it (SO_REUSEPORT).
     GRPC_PORT: int | None = Field(None, ge=1, le=65535)
+    # The address gRPC binds, like the HTTP side's: `dlsms serve --host` sets it (an
+    # explicit GRPC_HOST wins). Loopback by default: nothing is exposed unasked.
+    GRPC_HOST: str = Field("127.0.0.1", min_length=1)
 
     # Campus sign-in (api.md, "Campus sign-in (OpenID Connect)"): all three of issuer,
     # client id and secret, or none (then only password sign-in). The redirect URI to

@@ -51,10 +51,12 @@ class GrpcServer:
         state: AppState,
         *,
         port: int,
-        host: str = "[::]",
+        host: str = "127.0.0.1",
         health_interval: float = HEALTH_INTERVAL_SECONDS,
     ) -> None:
-        self.address = f"{host}:{port}"
+        # An IPv6 address is written in brackets in a gRPC target ("[::]:9090").
+        bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        self.address = f"{bracketed}:{port}"
         self.port = port
         # Set at shutdown: open streams end at once (the client reconnects elsewhere).
         self.shutdown = anyio.Event()

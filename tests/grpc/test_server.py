@@ -226,3 +226,28 @@ async def test_calls_are_counted_in_metrics_by_method_and_code(app: GrpcApp) -> 
     assert (
         'dlsms_grpc_request_duration_seconds_count{method="/dlsms.v1.SeatService/GetSeat"}' in text
     )
+
+
+async def test_grpc_binds_loopback_by_default_and_grpc_host_when_given(
+    make_grpc: GrpcFactory,
+) -> None:
+    """Nothing is exposed unasked: the default GRPC_HOST is 127.0.0.1 (127.0.0.2, another
+    loopback address, is refused); GRPC_HOST moves it (`dlsms serve --host` sets it)."""
+    default = await make_grpc()
+    elsewhere = grpc.aio.insecure_channel(f"127.0.0.2:{default.port}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.SeatServiceStub(elsewhere).GetBranches(pb.GetBranchesRequest(), timeout=2)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await elsewhere.close()
+
+    moved = await make_grpc(GRPC_HOST="127.0.0.2")
+    there = grpc.aio.insecure_channel(f"127.0.0.2:{moved.port}")
+    try:
+        answer = await pb_grpc.SeatServiceStub(there).GetBranches(
+            pb.GetBranchesRequest(), timeout=5
+        )
+        assert list(answer.branches) == []
+    finally:
+        await there.close()
