@@ -118,12 +118,15 @@ async def _sender(
         async with SmtpSender(config) as smtp:
             while queue:
                 current = queue.popleft()
-                mime = build_message(
-                    current.payload,
-                    sender=config.sender,
-                    message_id=message_id(current.id, config.sender),
-                )
                 try:
+                    try:
+                        mime = build_message(
+                            current.payload,
+                            sender=config.sender,
+                            message_id=message_id(current.id, config.sender),
+                        )
+                    except Exception as exc:  # no retry mends it; the relay is not at fault
+                        raise PermanentFailure(f"unusable payload: {exc!r}") from exc
                     await smtp.send(mime)
                 except PermanentFailure as exc:
                     await _failed(pool, current, now=now, error=str(exc), permanent=True)

@@ -64,6 +64,7 @@ class SweepScheduler:
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = 0
+        self._delivering = False
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.add_job(
             self._tick,
@@ -94,7 +95,9 @@ class SweepScheduler:
                 seconds=outbox.INTERVAL_SECONDS,
                 args=(pool, mail, clock),
                 id="outbox-email",
-                max_instances=1,
+                # A second instance returns at once while a long delivery runs (below):
+                # APScheduler would otherwise log a warning every second it is skipped.
+                max_instances=2,
                 coalesce=True,
                 next_run_time=utcnow(),
             )
@@ -127,11 +130,15 @@ class SweepScheduler:
             self._done()
 
     async def _deliver(self, pool: Pool, mail: SmtpConfig, clock: Clock) -> None:
+        if self._delivering:
+            return
+        self._delivering = True
         self._busy()
         try:
             await outbox.tick(pool, mail, now=clock.now())
         finally:
             self._done()
+            self._delivering = False
 
     def start(self) -> None:
         self._scheduler.start()

@@ -148,28 +148,41 @@ async def test_a_permanent_refusal_is_dead_at_once_and_staff_see_it(
     api: httpx.AsyncClient,
 ) -> None:
     smtp.handler.refuse.add("gone@example.edu")
-    await queue(pool, [payload(1, "gone@example.edu"), payload(2), payload(3)])
+    broken = payload(3)
+    del broken["html"]  # a payload no retry will mend
+    # More messages than connections: a connection goes on after a refusal.
+    others = [payload(n) for n in range(4, 4 + 3 * outbox_job.SENDERS)]
+    await queue(pool, [payload(1, "gone@example.edu"), payload(2), broken, *others])
 
     result = await outbox_job.deliver_email(pool, smtp_conf, now=NOW)
 
-    assert result == outbox_job.DeliveryResult(sent=2, dead=1)
-    assert sorted(str(r.message["Subject"]) for r in smtp.received) == ["message 2", "message 3"]
+    assert result == outbox_job.DeliveryResult(sent=1 + len(others), dead=2)
+    assert sorted(str(r.message["Subject"]) for r in smtp.received) == sorted(
+        ["message 2"] + [p["subject"] for p in others]
+    )
+    assert await outbox_job.deliver_email(pool, smtp_conf, now=NOW + 2 * HOUR) == (
+        outbox_job.DeliveryResult()
+    )
 
     admin = await add_student(db, "ADMIN01", role=Role.ADMIN)
     response = await api.get("/admin/outbox?status=dead", headers=admin.headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["total"] == 1
-    [dead] = body["items"]
+    assert body["total"] == 2
+    [unusable, dead] = body["items"]  # newest first
+    assert unusable["subject"] == "message 3"
+    assert "unusable payload" in unusable["last_error"]
     assert dead["recipient"] == "gone@example.edu"
     assert dead["subject"] == "message 1"
     assert (dead["status"], dead["attempts"], dead["channel"]) == ("dead", 1, "email")
     assert "550" in dead["last_error"] or "No such user" in dead["last_error"]
 
     sent = (await api.get("/admin/outbox?status=sent", headers=admin.headers)).json()
-    assert sent["total"] == 2
-    everything = (await api.get("/admin/outbox", headers=admin.headers)).json()
-    assert [m["id"] for m in everything["items"]] == [3, 2, 1]  # newest first
+    assert sent["total"] == 1 + len(others)
+    everything = (await api.get("/admin/outbox?limit=3", headers=admin.headers)).json()
+    total = 3 + len(others)
+    assert everything["total"] == total
+    assert [m["id"] for m in everything["items"]] == [total, total - 1, total - 2]
 
     student = await add_student(db, "S0000099")
     assert (await api.get("/admin/outbox", headers=student.headers)).status_code == 403
