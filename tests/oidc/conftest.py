@@ -188,3 +188,19 @@ async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
 from tests.web.conftest import browser, chromium_path, playwright_session  # noqa: E402
 
 __all__ = ["browser", "chromium_path", "playwright_session"]
+
+
+@pytest.fixture(scope="session")
+async def campus_pair_servers(
+    app_servers: Servers, provider_process: str, redis_database_url: str
+) -> list[Server]:
+    """Two instances of the app sharing one Redis (and the database)."""
+    return await app_servers.shared(
+        "campus-pair",
+        2,
+        REDIS_URL=redis_database_url,
+        OIDC_ISSUER=provider_process,
+        OIDC_CLIENT_ID=CLIENT_ID,
+        OIDC_CLIENT_SECRET=CLIENT_SECRET,
+        **SETTINGS,
+    )
