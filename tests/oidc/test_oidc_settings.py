@@ -18,7 +18,10 @@ FULL = {
 
 
 def _settings(**values: Any) -> Settings:
-    return Settings(JWT_SECRET=TEST_JWT_SECRET, DATABASE_URL="postgresql://x/y", **values)
+    # As the environment gives them: strings, validated by the model.
+    return Settings.model_validate(
+        {"JWT_SECRET": TEST_JWT_SECRET, "DATABASE_URL": "postgresql://x/y", **values}
+    )
 
 
 def test_unset_is_off() -> None:
