@@ -95,11 +95,12 @@ async def test_admin_group_gives_admin_and_leaving_it_takes_it_back(
     clients.append(first.client)
     assert (await first.client.get("/auth/me")).json()["role"] == "admin"
     # An admin-only endpoint works with the session cookie.
-    assert (await first.client.get("/admin/stats")).status_code != 403
+    assert (await first.client.get("/admin/audit")).status_code == 200
 
     left = await sign_in_over_http(campus, provider, "sub-staff", {**staff, "groups": ["students"]})
     clients.append(left.client)
     assert (await left.client.get("/auth/me")).json()["role"] == "student"
+    assert (await left.client.get("/admin/audit")).status_code == 403
 
 
 async def test_sign_in_keeps_next_on_this_site(
@@ -261,3 +262,24 @@ async def test_missing_student_id_claim_is_refused(
     assert dance.answer.json()["code"] == "oidc_failed"
     assert "preferred_username" in dance.answer.json()["detail"]
     await _no_session(dance.client, dance.answer)
+
+
+async def test_campus_sign_in_reaches_an_existing_password_account(
+    campus: Server, provider: Provider, clients: list[httpx.AsyncClient]
+) -> None:
+    registered = await campus.client.post(
+        "/auth/register",
+        json={"student_id": "S9009", "name": "Old Name", "password": "password123"},
+    )
+    assert registered.status_code == 201, registered.text
+    dance = await sign_in_over_http(
+        campus, provider, "sub-linked", {"preferred_username": "S9009", "name": "New Name"}
+    )
+    clients.append(dance.client)
+    me = (await dance.client.get("/auth/me")).json()
+    assert me["id"] == registered.json()["id"]
+    assert me["name"] == "Old Name"  # a password account keeps what its owner set
+    login = await campus.client.post(
+        "/auth/login", json={"student_id": "S9009", "password": "password123"}
+    )
+    assert login.status_code == 200
