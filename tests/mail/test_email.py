@@ -34,6 +34,7 @@ from tests.factories import (
     booked,
     cancel,
     joined,
+    reserve,
 )
 from tests.mail.conftest import (
     MAIL_FROM,
@@ -309,3 +310,46 @@ async def test_without_smtp_url_nothing_is_queued(
     await cancel(api, alice, mine["id"])  # an offer to bob: a notification, no e-mail
     assert await db.fetchval("SELECT count(*) FROM notifications") == 1
     assert await outbox_rows(db) == []
+
+
+async def test_a_closure_tells_the_student_its_reason_escaped(
+    api: httpx.AsyncClient,
+    smtp: SmtpServer,
+    pool: Pool,
+    smtp_conf: SmtpConfig,
+    alice: Student,
+    seat: Seat,
+    db: asyncpg.Connection,
+) -> None:
+    admin = await add_student(db, "ADMIN01", role=Role.ADMIN)
+    await booked(api, alice, seat.seat_id)
+    reason = "Flooding <script>alert(1)</script> & repairs"
+    response = await api.post(
+        f"/admin/branches/{seat.branch_id}/closures",
+        json={"date_from": "2026-12-01", "date_to": "2026-12-01", "reason": reason},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    await deliver(pool, smtp_conf)
+
+    [cancelled] = [m for m in smtp.to("alice@example.edu") if subject(m).startswith("Cancelled")]
+    text, html = parts(cancelled)
+    assert f"Reason: {reason}" in text
+    assert "<script>" not in html
+    assert "Flooding &lt;script&gt;alert(1)&lt;/script&gt; &amp; repairs" in html
+
+
+async def test_a_replayed_idempotent_booking_confirms_once(
+    api: httpx.AsyncClient,
+    smtp: SmtpServer,
+    pool: Pool,
+    smtp_conf: SmtpConfig,
+    alice: Student,
+    seat: Seat,
+) -> None:
+    first = await reserve(api, alice, seat.seat_id, key="booking-1")
+    again = await reserve(api, alice, seat.seat_id, key="booking-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] == again.json()["id"]
+    await deliver(pool, smtp_conf)
+    assert len(smtp.to("alice@example.edu")) == 1
