@@ -14,25 +14,20 @@ from app.models import Role, User
 
 NO_PASSWORD = "$2b$04$" + "." * 52 + "/"
 
-# A new account: a student, or an admin for a member of OIDC_ADMIN_GROUP.
-# An existing campus account ($4 = NO_PASSWORD): name and e-mail from the claims, and with
-# OIDC_ADMIN_GROUP set ($6) the role follows the group at every sign-in, both ways.
-# An existing password account with the same student ID (the university vouches for it):
-# signed in, its name, e-mail and password kept; group membership only ever promotes it
-# (its role may have been given by other means, such as ADMIN_PASSWORD).
+# A new account: a student, or an admin for a member of OIDC_ADMIN_GROUP. An existing
+# campus account: name and e-mail from the claims, and with OIDC_ADMIN_GROUP set ($6) the
+# role follows the group at every sign-in, both ways. A password account with the same
+# student ID is left alone (no row): campus sign-in never enters it, else whoever
+# registered a student's ID first, or an operator account named like a campus user, would
+# share the account with them.
 _UPSERT = """
     INSERT INTO users (student_id, name, email, password_hash, role)
     VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (student_id) DO UPDATE SET
-        name = CASE WHEN users.password_hash = $4 THEN EXCLUDED.name ELSE users.name END,
-        email = CASE WHEN users.password_hash = $4 THEN COALESCE(EXCLUDED.email, users.email)
-                     ELSE users.email END,
-        role = CASE
-            WHEN NOT $6 THEN users.role
-            WHEN EXCLUDED.role = 'admin' THEN 'admin'
-            WHEN users.password_hash = $4 THEN EXCLUDED.role
-            ELSE users.role
-        END
+        name = EXCLUDED.name,
+        email = COALESCE(EXCLUDED.email, users.email),
+        role = CASE WHEN $6 THEN EXCLUDED.role ELSE users.role END
+    WHERE users.password_hash = $4
     RETURNING id, student_id, name, email, role, created_at
 """
 
@@ -45,10 +40,10 @@ async def upsert(
     email: str | None,
     role: Role,
     role_from_group: bool,
-) -> User:
-    """The account of a campus sign-in: created on the first, refreshed on later ones."""
+) -> User | None:
+    """The account of a campus sign-in: created on the first, refreshed on later ones;
+    None when the student ID belongs to a password account."""
     row = await conn.fetchrow(
         _UPSERT, student_id, name, email, NO_PASSWORD, role.value, role_from_group
     )
-    assert row is not None
-    return User.model_validate(dict(row))
+    return None if row is None else User.model_validate(dict(row))

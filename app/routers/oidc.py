@@ -22,6 +22,7 @@ from app.services import oidc as oidc_service
 from app.services.oidc import (
     PENDING_SECONDS,
     CampusSignIn,
+    OidcAccountConflict,
     OidcBadRequest,
     OidcFailed,
     OidcNotConfigured,
@@ -170,7 +171,9 @@ async def oidc_login(
     response_class=RedirectResponse,
     responses={
         303: {"description": "signed in: to the web app"},
-        **error_responses(OidcBadRequest, OidcFailed, OidcNotConfigured, OidcUnavailable),
+        **error_responses(
+            OidcBadRequest, OidcFailed, OidcAccountConflict, OidcNotConfigured, OidcUnavailable
+        ),
     },
 )
 async def oidc_callback(
@@ -197,7 +200,7 @@ async def oidc_callback(
             state=state, browser_state=request.cookies.get(STATE_COOKIE), code=code
         )
         user, token, _ = await oidc_service.sign_in(pool, settings, claims, now=now)
-    except (OidcFailed, OidcNotConfigured, OidcUnavailable) as exc:
+    except (OidcFailed, OidcAccountConflict, OidcNotConfigured, OidcUnavailable) as exc:
         return _error(request, exc, settings)
     log.info("campus sign-in: user %s (%s)", user.id, user.role)
     response = RedirectResponse(next_path, status_code=303)

@@ -64,6 +64,14 @@ class OidcBadRequest(OidcFailed):
     status_code = 400
 
 
+class OidcAccountConflict(DomainError):
+    status_code, code = 409, "oidc_account_conflict"
+    default_detail = (
+        "An account with this student ID signs in with a password; sign in with it, or "
+        "ask the library to remove it before using your university account"
+    )
+
+
 class OidcNotConfigured(DomainError):
     status_code, code = 404, "oidc_not_configured"
     default_detail = "Campus sign-in (OpenID Connect) is not configured here"
@@ -319,6 +327,8 @@ async def sign_in(
             role=account.role,
             role_from_group=settings.OIDC_ADMIN_GROUP is not None,
         )
+    if user is None:
+        raise OidcAccountConflict()
     token, expires_at = encode_token(
         secret=settings.jwt_secret,
         user_id=user.id,

@@ -264,22 +264,29 @@ async def test_missing_student_id_claim_is_refused(
     await _no_session(dance.client, dance.answer)
 
 
-async def test_campus_sign_in_reaches_an_existing_password_account(
+async def test_campus_sign_in_never_enters_a_password_account(
     campus: Server, provider: Provider, clients: list[httpx.AsyncClient]
 ) -> None:
+    # Someone registered a student's ID (or an operator account is named like a campus
+    # user): campus sign-in must not share that account with its password holder.
     registered = await campus.client.post(
         "/auth/register",
         json={"student_id": "S9009", "name": "Old Name", "password": "password123"},
     )
     assert registered.status_code == 201, registered.text
     dance = await sign_in_over_http(
-        campus, provider, "sub-linked", {"preferred_username": "S9009", "name": "New Name"}
+        campus,
+        provider,
+        "sub-linked",
+        {"preferred_username": "S9009", "name": "New Name", "groups": [ADMIN_GROUP]},
     )
     clients.append(dance.client)
-    me = (await dance.client.get("/auth/me")).json()
-    assert me["id"] == registered.json()["id"]
-    assert me["name"] == "Old Name"  # a password account keeps what its owner set
+    assert dance.answer.status_code == 409
+    assert dance.answer.json()["code"] == "oidc_account_conflict"
+    await _no_session(dance.client, dance.answer)
     login = await campus.client.post(
         "/auth/login", json={"student_id": "S9009", "password": "password123"}
     )
     assert login.status_code == 200
+    user = login.json()["user"]
+    assert (user["name"], user["role"]) == ("Old Name", "student")
