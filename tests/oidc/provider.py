@@ -6,7 +6,8 @@ the ways an attacker or a key rotation would (the provider itself stays untouche
 
 - ``POST /_test/mode`` ``{"mode": M}``: what the token endpoint's ``id_token`` becomes.
   ``normal`` (as issued), ``tamper`` (claims changed, the signature kept), ``wrong_aud``
-  (re-signed with the provider's own key for another audience), ``unknown_kid`` (signed
+  (re-signed with the provider's own key for another audience), ``wrong_iss`` and
+  ``expired`` (the same, another issuer or expired an hour ago), ``unknown_kid`` (signed
   with a key the JWKS never lists).
 - ``POST /_test/rotate``: the provider signs with a new key from now on (and lists only it).
 - ``GET /_test/stats``: how often the JWKS was fetched.
@@ -15,6 +16,7 @@ the ways an attacker or a key rotation would (the provider itself stays untouche
 import base64
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -86,9 +88,14 @@ class Steered:
             claims["groups"] = ["library-staff"]
             payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
             return f"{header_b64}.{payload.decode()}.{signature}"
-        if self.mode == "wrong_aud":
+        if self.mode in ("wrong_aud", "wrong_iss", "expired"):
             key = RSAKey.import_key(self.storage.jwk.as_dict(is_private=True))
-            claims["aud"] = "another-client"
+            if self.mode == "wrong_aud":
+                claims["aud"] = "another-client"
+            elif self.mode == "wrong_iss":
+                claims["iss"] = "http://127.0.0.1:9/another-issuer"
+            else:
+                claims["iat"], claims["exp"] = int(time.time()) - 7200, int(time.time()) - 3600
             return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
         if self.mode == "unknown_kid":
             key = RSAKey.generate_key(2048, {"kid": "not-in-the-jwks"})

@@ -177,6 +177,8 @@ async def test_missing_or_invalid_state_is_refused(
     [
         ("tamper", "bad_signature"),
         ("wrong_aud", "aud"),
+        ("wrong_iss", "iss"),
+        ("expired", "exp"),
         ("unknown_kid", "kid"),
     ],
 )
@@ -204,7 +206,7 @@ async def test_bad_id_tokens_are_refused(
     assert body["code"] == "oidc_failed"
     assert reason in body["detail"], body
     await _no_session(dance.client, dance.answer)
-    if mode == "wrong_aud":
+    if mode in ("wrong_aud", "wrong_iss", "expired"):
         assert await provider.jwks_requests() == fetched  # the key is known: no fetch
     else:
         # An unknown kid, or (the mock names no kid) a bad signature, makes the app fetch
