@@ -1,6 +1,7 @@
 """Reminders: REMINDER_MINUTES before start, once, as a notification and an e-mail; none
 for a booking made later than that; and the scheduler delivering on its own."""
 
+import asyncio
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -106,3 +107,52 @@ async def test_the_scheduler_delivers_at_its_interval(
 
 async def _count(smtp: SmtpServer) -> int:
     return len(smtp.received)
+
+
+async def test_two_instances_remind_each_reservation_once(
+    pool: Pool,
+    second_pool: Pool,
+    publisher: Publisher,
+    mail_settings: Settings,
+    db: asyncpg.Connection,
+    seat: Seat,
+    alice: Student,
+) -> None:
+    count = 2 * reminders.BATCH + 7
+    await db.execute(
+        "INSERT INTO users (student_id, name, email, password_hash) "
+        "SELECT 'R' || n, 'Student ' || n, 'r' || n || '@example.edu', 'x' "
+        "FROM generate_series(1, $1) n",
+        count,
+    )
+    await db.execute(
+        "INSERT INTO seats (branch_id, area, label) "
+        "SELECT $1, 'Quiet', 'R' || n FROM generate_series(1, $2) n",
+        seat.branch_id,
+        count,
+    )
+    await db.execute(
+        "INSERT INTO reservations (user_id, seat_id, start_time, end_time, status, created_at, "
+        "updated_at) SELECT u.id, s.id, $1, $2, 'CONFIRMED', $3, $3 FROM "
+        "(SELECT id, row_number() OVER (ORDER BY id) n FROM users WHERE student_id LIKE 'R%') u "
+        "JOIN (SELECT id, row_number() OVER (ORDER BY id) n FROM seats WHERE label LIKE 'R%') s "
+        "USING (n)",
+        T10,
+        T11,
+        T10 - timedelta(days=1),
+    )
+    now = T10 - LEAD
+
+    first, second = await asyncio.gather(
+        reminders.send_reminders(pool, publisher, mail_settings, now=now),
+        reminders.send_reminders(second_pool, publisher, mail_settings, now=now),
+    )
+
+    assert first + second == count
+    notified = await db.fetchval(
+        "SELECT count(DISTINCT data->>'reservation_id') FROM notifications "
+        "WHERE type = 'reservation.reminder'"
+    )
+    assert notified == count
+    assert await db.fetchval("SELECT count(*) FROM notifications") == count
+    assert await db.fetchval("SELECT count(*) FROM outbox") == count  # one e-mail each
