@@ -6,12 +6,15 @@ import pytest
 
 from tests.oidc.conftest import (
     ADMIN_GROUP,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SETTINGS,
     Provider,
     query,
     sign_in_over_http,
     start_sign_in,
 )
-from tests.realtime.servers import Server
+from tests.realtime.servers import Server, Servers, free_port
 
 SESSION = "dlsms_session"
 
@@ -292,3 +295,21 @@ async def test_campus_sign_in_never_enters_a_password_account(
     assert login.status_code == 200
     user = login.json()["user"]
     assert (user["name"], user["role"]) == ("Old Name", "student")
+
+
+async def test_provider_unreachable_is_503_not_500(
+    db: object, app_servers: Servers, campus: Server
+) -> None:
+    (down,) = await app_servers.shared(
+        "campus-down",
+        1,
+        OIDC_ISSUER=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        OIDC_CLIENT_ID=CLIENT_ID,
+        OIDC_CLIENT_SECRET=CLIENT_SECRET,
+        **SETTINGS,
+    )
+    answer = await down.client.get("/auth/oidc/login")
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "oidc_unavailable"
+    assert "location" not in answer.headers
+    assert CLIENT_SECRET not in down.log_tail(100_000)
