@@ -108,7 +108,9 @@ def _error(request: Request, exc: DomainError, settings: Settings) -> Response:
         response = HTMLResponse(
             "<!doctype html><html lang=en><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>Sign-in failed</title><main><h1>Sign-in failed</h1><p>{detail}</p>"
+            "<link rel=stylesheet href='/static/css/app.css'><link rel=icon href='data:,'>"
+            "<title>Sign-in failed · DL-SMS</title>"
+            f"<main id=main><h1>Sign-in failed</h1><p class=error role=alert>{detail}</p>"
             f"<p>Error code: <code>{html.escape(exc.code)}</code></p>"
             "<p><a href='/app/signin'>Back to sign in</a></p></main></html>",
             status_code=exc.status_code,

@@ -92,3 +92,20 @@ async def test_no_button_without_campus_sign_in(
     await page.wait_for_load_state("networkidle")
     assert not await page.get_by_role("link", name=BUTTON).is_visible()
     assert not problems, problems
+
+
+async def test_refused_sign_in_shows_a_page_with_a_way_back(
+    campus: Server, provider: Provider, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    problems: list[str] = []
+    page = await _page(browser, contexts, problems)
+    await page.goto(f"{campus.url}/app/signin")
+    await page.get_by_role("link", name=BUTTON).click()
+    await page.wait_for_url(re.compile(re.escape(provider.url) + r"/oauth2/authorize\?"))
+    await page.get_by_role("button", name="Deny").click()
+    await page.get_by_role("heading", name="Sign-in failed").wait_for()
+    assert "access_denied" in await page.get_by_role("alert").inner_text()
+    assert not any(c["name"] == "dlsms_session" for c in await page.context.cookies(campus.url))
+    await page.get_by_role("link", name="Back to sign in").click()
+    await page.wait_for_url(f"{campus.url}/app/signin")
+    assert not problems, problems
