@@ -293,7 +293,7 @@ def unsigned_token() -> str:
         "role": "admin",
         "exp": int((datetime.now(UTC) + timedelta(hours=1)).timestamp()),
     }
-    return jwt.encode(payload, None, algorithm="none")
+    return jwt.encode(payload, "", algorithm="none")  # PyJWT takes "" as no key for "none"
 
 
 def promoted_token() -> str:
