@@ -27,9 +27,11 @@ class _RequestIdFilter(logging.Filter):
 
 class _RedactAccessToken(logging.Filter):
     """Access logs print paths with their query: hide ``?access_token=`` (the SSE
-    streams' JWT for browsers, which cannot send headers), whoever logs the URL."""
+    streams' JWT for browsers, which cannot send headers) and the OpenID Connect
+    callback's ``code=`` and ``state=``, whoever logs the URL."""
 
-    _TOKEN = re.compile(r"(access_token=)[^&\s]*")
+    _SECRET_PARAMS = ("access_token=", "code=", "state=")
+    _TOKEN = re.compile(r"([?&](?:access_token|code|state)=)[^&\s]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -39,7 +41,7 @@ class _RedactAccessToken(logging.Filter):
     def _redact(self, value: object) -> object:
         # Paths are str; some clients log URL objects: judge them by their text.
         text = value if isinstance(value, str) else str(value)
-        if "access_token=" not in text:
+        if not any(param in text for param in self._SECRET_PARAMS):
             return value
         return self._TOKEN.sub(r"\1[redacted]", text)
 

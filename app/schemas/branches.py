@@ -10,6 +10,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     model_validator,
 )
@@ -185,6 +186,9 @@ class ClosureOut(BaseModel):
 
 
 _BACK_TO_GLOBAL = "; null: back to the global setting"
+# A JSON number, not a boolean or a numeric string.
+StrictNumber = Annotated[float, Strict()]
+StrictInteger = Annotated[int, Strict()]
 
 
 class PolicyPut(BaseModel):
@@ -193,26 +197,26 @@ class PolicyPut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_reservation_hours: float | None = Field(
+    max_reservation_hours: StrictNumber | None = Field(
         None, gt=0, le=168, description="Longest reservation" + _BACK_TO_GLOBAL
     )
-    booking_horizon_days: float | None = Field(
+    booking_horizon_days: StrictNumber | None = Field(
         None, gt=0, le=366, description="How far ahead one can book" + _BACK_TO_GLOBAL
     )
-    checkin_early_minutes: float | None = Field(
+    checkin_early_minutes: StrictNumber | None = Field(
         None, ge=0, le=1440, description="Check-in opens this early" + _BACK_TO_GLOBAL
     )
-    grace_minutes: float | None = Field(
+    grace_minutes: StrictNumber | None = Field(
         None, ge=0, le=1440, description="Check-in closes this late, then no-show" + _BACK_TO_GLOBAL
     )
-    claim_minutes: float | None = Field(
+    claim_minutes: StrictNumber | None = Field(
         None, gt=0, le=1440, description="Time to claim a waitlist offer" + _BACK_TO_GLOBAL
     )
-    max_bookings_per_day: int | None = Field(
+    max_bookings_per_day: StrictInteger | None = Field(
         None, ge=0, le=1000,
         description="Reservations per student starting on one local day" + _BACK_TO_GLOBAL,
     )  # fmt: skip
-    max_hours_per_week: float | None = Field(
+    max_hours_per_week: StrictNumber | None = Field(
         None, ge=0, le=168,
         description="Booked hours per student in one ISO week, local time" + _BACK_TO_GLOBAL,
     )  # fmt: skip

@@ -110,6 +110,8 @@ async def test_policy_changes_only_the_named_fields_and_null_restores_the_defaul
         ({"max_reservation_hours": 0}, "max_reservation_hours"),
         ({"max_bookings_per_day": 1.5}, "max_bookings_per_day"),
         ({"max_hours_per_week": "many"}, "max_hours_per_week"),
+        ({"grace_minutes": False}, "grace_minutes"),
+        ({"claim_minutes": "10"}, "claim_minutes"),
         ({"booking_horizon_days": 10_000}, "booking_horizon_days"),
         ({"quota": 3}, "quota"),
     ],

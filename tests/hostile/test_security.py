@@ -601,3 +601,17 @@ async def test_without_cors_origins_no_origin_is_ever_allowed(
         assert_error(refused, 405, "method_not_allowed")
         for response in (simple, refused):
             assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+async def test_an_oidc_callbacks_code_and_state_are_not_written_to_the_access_log(
+    db: asyncpg.Connection, database_url: str, json_logs: Callable[[], str]
+) -> None:
+    # The provider sends the browser back with ?code=...&state=... (single use, but
+    # nobody reading logs should be able to try them).
+    app = create_app(make_settings(database_url))
+    code, state = "c0de-" + "q" * 40, "st4te-" + "w" * 40
+    async with served_like_dlsms_serve(app) as client:
+        await client.get("/auth/oidc/callback", params={"code": code, "state": state})
+    logs = json_logs()
+    assert "/auth/oidc/callback" in logs  # the access log is on: the capture works
+    assert_not_logged(logs, code=code, state=state)
