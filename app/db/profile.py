@@ -30,3 +30,11 @@ async def update(
     data = dict(row)
     notifications = data.pop("email_notifications")
     return User.model_validate(data), notifications
+
+
+_EMAIL_NOTIFICATIONS = "SELECT email_notifications FROM users WHERE id = $1"
+
+
+async def email_notifications(conn: Connection, user_id: int) -> bool:
+    """Whether the user gets e-mail (False for a user that no longer exists)."""
+    return bool(await conn.fetchval(_EMAIL_NOTIFICATIONS, user_id))

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from app import sessions
+from app.db import profile as profile_db
 from app.deps import Conn, CurrentUser, HasherDep, LoginLimiterDep, Now, PoolDep, SettingsDep
 from app.errors import (
     AlreadyExists,
@@ -22,7 +23,6 @@ from app.errors import (
 )
 from app.schemas.auth import (
     LoginIn,
-    MeOut,
     OAuth2ErrorBody,
     OAuth2ValidationErrorBody,
     RegisterIn,
@@ -220,11 +220,18 @@ async def verify_token(body: VerifyIn, settings: SettingsDep) -> VerifyOut:
     )
 
 
-@router.get("/me", response_model=MeOut, responses=error_responses(NotAuthenticated, InvalidToken))
-async def read_me(user: CurrentUser, conn: Conn, settings: SettingsDep, now: Now) -> MeOut:
-    """The calling user, with the end of any fair-use suspension."""
+@router.get(
+    "/me", response_model=MeSettingsOut, responses=error_responses(NotAuthenticated, InvalidToken)
+)
+async def read_me(user: CurrentUser, conn: Conn, settings: SettingsDep, now: Now) -> MeSettingsOut:
+    """The calling user, with the end of any fair-use suspension and (an extension)
+    whether e-mail is sent to them (`PATCH /auth/me` changes it)."""
     me = await auth_service.me(conn, settings, user_id=user.id, now=now)
-    return MeOut(**me.user.model_dump(), suspended_until=me.suspended_until)
+    return MeSettingsOut(
+        **me.user.model_dump(),
+        suspended_until=me.suspended_until,
+        email_notifications=await profile_db.email_notifications(conn, user.id),
+    )
 
 
 @router.patch(

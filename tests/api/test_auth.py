@@ -379,7 +379,7 @@ async def test_me_returns_the_user_and_no_suspension(client: httpx.AsyncClient) 
     user = await register(client, "S1000001", email="s@example.edu")
     response = await client.get("/auth/me", headers=bearer(await login(client, "S1000001")))
     assert response.status_code == 200, response.text
-    assert response.json() == {**user, "suspended_until": None}
+    assert response.json() == {**user, "suspended_until": None, "email_notifications": True}
 
 
 async def test_me_with_token_of_a_missing_account_is_401_invalid_token(

@@ -32,7 +32,8 @@ async def test_patch_me_changes_what_it_is_given(api: httpx.AsyncClient, alice: 
         "Alice.New@example.edu",
         False,
     )
-    assert (await api.get("/auth/me", headers=alice.headers)).json()["name"] == "Alice Liddell"
+    read_back = (await api.get("/auth/me", headers=alice.headers)).json()
+    assert (read_back["name"], read_back["email_notifications"]) == ("Alice Liddell", False)
 
     # null clears the address; an empty body changes nothing.
     body = (await api.patch("/auth/me", json={"email": None}, headers=alice.headers)).json()
