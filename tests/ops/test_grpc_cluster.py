@@ -262,3 +262,34 @@ async def test_watch_seats_through_nginx_hears_a_booking_made_on_the_other_insta
         False,
         "ACTIVE",
     )
+
+
+GET_SEATS = "/dlsms.v1.SeatService/GetSeats"
+
+
+async def get_seats_counts(cluster: GrpcCluster) -> list[float]:
+    return [
+        metric(await scrape(instance), "dlsms_grpc_requests_total", method=GET_SEATS, code="OK")
+        for instance in cluster.instances
+    ]
+
+
+async def test_calls_on_one_channel_through_nginx_are_spread_over_both_instances(
+    cluster: GrpcCluster, db: asyncpg.Connection
+) -> None:
+    await add_seat(db, await add_branch(db, "Main"), "S1")
+    _, seat_service, _ = cluster.stubs()
+    before = await get_seats_counts(cluster)
+
+    for _ in range(8):  # one HTTP/2 connection to nginx; nginx balances each call
+        await seat_service.GetSeats(pb.GetSeatsRequest(branch="Main"), timeout=10)
+
+    after = await eventually(
+        lambda: get_seats_counts(cluster),
+        lambda counts: sum(counts) - sum(before) >= 8,
+        within=5,
+        what="8 GetSeats counted",
+    )
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(served) == 8
+    assert all(count >= 1 for count in served), served
