@@ -13,9 +13,10 @@ then measures, each for ``--duration`` seconds after ``--warmup`` seconds, at
   ``SeatService.GetSeats(branch=B, available_only=true)``, a random student's token;
 * ``booking``: ``POST /reservations`` and ``ReservationService.CreateReservation``, a
   random student, seat and slot (as loadtest/lua/booking.lua: a day ahead, a start on a
-  whole or half hour in 08:00-22:00 UTC, 60/90/120 minutes). Each client books in a
-  block of days of its own (1-4, 5-8, 9-12), where the seed made the same density of
-  bookings, so that none of them books into the others' slots.
+  whole or half hour in 08:00-22:00 UTC, 60/90/120 minutes). Each client (and each
+  round) books in a block of days of its own among days 1-12 (three clients, one round:
+  1-4, 5-8, 9-12), where the seed made the same density of bookings, so that none of
+  them books into the others' slots.
 
 with three clients, one after the other:
 
@@ -57,7 +58,7 @@ import seed as seeding
 DEFAULT_DB = "dlsms_grpc_bench"
 CLIENTS = ("rest-wrk", "rest-py", "grpc-py")
 OPERATIONS = ("listing", "booking")
-DAYS_PER_CLIENT = 4  # booking: client i books days 4i+1 .. 4i+4
+BOOKABLE_DAYS = 12  # days 1..12 ahead: inside BOOKING_HORIZON_DAYS (14) and the seed's
 FIRST_HOUR, LAST_HOUR = 8, 22
 
 
@@ -73,17 +74,27 @@ class Spec:
     tokens: list[str]
     branches: list[str]
     seats: list[int]
-    first_day: int  # booking: days first_day .. first_day + DAYS_PER_CLIENT - 1 ahead
+    first_day: int  # booking: days first_day .. first_day + days - 1 ahead
+    days: int
     start_at: float  # time.time() when measuring starts (warm-up before)
     warmup: float
     duration: float
     random_seed: int
 
 
-def slots(first_day: int) -> list[tuple[datetime, datetime]]:
+def day_block(client: str, round_: int, args: argparse.Namespace) -> tuple[int, int]:
+    """(first day, days) that ``client`` books in round ``round_``: a block of its own,
+    untouched by the other clients and rounds, as many days as there is room for."""
+    blocks = len(args.clients) * args.rounds
+    days = max(BOOKABLE_DAYS // blocks, 1)
+    index = (round_ - 1) * len(args.clients) + args.clients.index(client)
+    return 1 + (index * days) % BOOKABLE_DAYS, days
+
+
+def slots(first_day: int, days: int) -> list[tuple[datetime, datetime]]:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     made = []
-    for day in range(first_day, first_day + DAYS_PER_CLIENT):
+    for day in range(first_day, first_day + days):
         for half in range(FIRST_HOUR * 2, LAST_HOUR * 2):
             start = today + timedelta(days=day, minutes=30 * half)
             made += [(start, start + timedelta(minutes=m)) for m in (60, 90, 120)]
@@ -131,7 +142,7 @@ def rest_caller(spec: Spec, rng: random.Random) -> Any:
             return str(status)
 
         return listing
-    times = slots(spec.first_day)
+    times = slots(spec.first_day, spec.days)
 
     async def booking(conn: HttpConnection) -> str:
         start, end = rng.choice(times)
@@ -191,7 +202,7 @@ async def run_grpc(spec: Spec) -> tuple[list[float], dict[str, int], float]:
             reservations = pb_grpc.ReservationServiceStub(channel)
             times = [
                 (Timestamp(seconds=int(s.timestamp())), Timestamp(seconds=int(e.timestamp())))
-                for s, e in slots(spec.first_day)
+                for s, e in slots(spec.first_day, spec.days)
             ]
 
             async def call() -> str:
@@ -265,8 +276,14 @@ def percentile_ms(ordered: list[float], q: float) -> float:
 
 
 def python_clients(
-    client: str, operation: str, args: argparse.Namespace, data: dict[str, Any], server: Any
+    client: str,
+    operation: str,
+    round_: int,
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    server: Any,
 ) -> dict[str, Any]:
+    first_day, days = day_block(client, round_, args)
     share = [args.callers // args.processes + (i < args.callers % args.processes) for i in
              range(args.processes)]  # fmt: skip
     start_at = time.time() + 3 + args.warmup  # spawned interpreters import and connect first
@@ -280,7 +297,8 @@ def python_clients(
             tokens=data["tokens"],
             branches=data["branches"],
             seats=data["seats"],
-            first_day=1 + DAYS_PER_CLIENT * CLIENTS.index(client),
+            first_day=first_day,
+            days=days,
             start_at=start_at,
             warmup=args.warmup,
             duration=args.duration,
@@ -317,7 +335,7 @@ def python_clients(
 
 
 def wrk_client(
-    operation: str, args: argparse.Namespace, data: dict[str, Any], server: Any
+    operation: str, round_: int, args: argparse.Namespace, data: dict[str, Any], server: Any
 ) -> dict[str, Any]:
     files = data["files"]
     if operation == "listing":
@@ -325,14 +343,14 @@ def wrk_client(
         script_args = [str(files["branches"]), str(files["tokens"]), str(args.random_seed)]
     else:
         script = "booking.lua"
-        first_day = 1 + DAYS_PER_CLIENT * CLIENTS.index("rest-wrk")
+        first_day, days = day_block("rest-wrk", round_, args)
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         shifted = today + timedelta(days=first_day - 1)  # booking.lua books days 1..N after
         script_args = [
             str(files["tokens"]),
             str(files["seats"]),
             str(int(shifted.timestamp())),
-            str(DAYS_PER_CLIENT),
+            str(days),
             str(FIRST_HOUR),
             str(LAST_HOUR),
             str(args.random_seed),
@@ -465,9 +483,9 @@ def main(argv: list[str] | None = None) -> None:
                             f"{args.callers} callers"
                         )
                         if client == "rest-wrk":
-                            row = wrk_client(operation, args, data, server)
+                            row = wrk_client(operation, round_, args, data, server)
                         else:
-                            row = python_clients(client, operation, args, data, server)
+                            row = python_clients(client, operation, round_, args, data, server)
                         row = {
                             "operation": operation,
                             "client": client,
