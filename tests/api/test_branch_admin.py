@@ -277,7 +277,7 @@ async def test_deleting_a_closure_offers_the_reopened_time_to_the_waitlist(
     row = await db.fetchrow(
         "SELECT status, reservation_id FROM waitlist_entries WHERE id = $1", entry
     )
-    assert row["status"] == "OFFERED"
+    assert row is not None and row["status"] == "OFFERED"
     assert await reservation_status(db, row["reservation_id"]) == "HELD"
     offers = await my_notifications(api, waiting, kind="waitlist.offer")
     assert len(offers) == 1
