@@ -43,6 +43,7 @@ from app.routers import (
     seats,
     streams,
     waitlist,
+    webhooks_admin,
 )
 from app.security import PasswordHasher
 from app.securityheaders import SecurityHeadersMiddleware
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(admin.router)
     app.include_router(branch_admin.router)
     app.include_router(outbox_admin.router)  # GET /admin/outbox (an extension)
+    app.include_router(webhooks_admin.router)  # /admin/webhooks (issue 15)
     apidocs.install(app)
     web.install(app)  # the web app's pages and /static
     # Innermost: cached listings are answered inside CORS and the request-id middleware.

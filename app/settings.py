@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     MAIL_FROM: str = "DL-SMS <no-reply@localhost>"
     # How long before a reservation's start its reminder goes out (e-mail and notification).
     REMINDER_MINUTES: float = Field(30, gt=0)
+    # Webhooks (api.md): allow targets on loopback, private or link-local addresses.
+    WEBHOOK_ALLOW_PRIVATE: bool = False
 
     # Demo seed
     ADMIN_PASSWORD: SecretStr | None = None

@@ -30,16 +30,17 @@ _CLAIM = """
         ORDER BY next_attempt_at, id LIMIT $4
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE outbox o SET attempts = o.attempts + 1, next_attempt_at = $2::timestamptz + $3::interval
+    UPDATE outbox o SET attempts = o.attempts + 1, next_attempt_at = $2::timestamptz + $3::interval,
+        last_attempt_at = $2
     FROM due WHERE o.id = due.id AND o.status = 'pending'
-    RETURNING o.id, o.payload, o.attempts, o.created_at
+    RETURNING o.id, o.payload, o.attempts, o.created_at, o.endpoint_id
 """
 _SENT = """
-    UPDATE outbox SET status = 'sent', sent_at = $2, last_error = NULL
+    UPDATE outbox SET status = 'sent', sent_at = $2, last_error = NULL, last_status_code = $3
     WHERE id = $1 AND status = 'pending'
 """
 _FAILED = """
-    UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4
+    UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4, last_status_code = $5
     WHERE id = $1 AND status = 'pending'
 """
 _STATS = """
@@ -79,6 +80,7 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    endpoint_id: int | None = None  # a webhook delivery's endpoint
 
 
 async def insert_many(
@@ -96,18 +98,34 @@ async def claim_due(
 ) -> list[Claimed]:
     """Take up to ``batch`` due messages for one delivery attempt each."""
     rows = await conn.fetch(_CLAIM, channel, now, lease, batch)
-    return [Claimed(r["id"], r["payload"], r["attempts"], r["created_at"]) for r in rows]
+    return [
+        Claimed(r["id"], r["payload"], r["attempts"], r["created_at"], r["endpoint_id"])
+        for r in rows
+    ]
 
 
-async def mark_sent(conn: Connection, outbox_id: int, *, now: datetime) -> None:
-    await conn.execute(_SENT, outbox_id, now)
+async def mark_sent(
+    conn: Connection, outbox_id: int, *, now: datetime, status_code: int | None = None
+) -> None:
+    await conn.execute(_SENT, outbox_id, now, status_code)
 
 
 async def mark_failed(
-    conn: Connection, outbox_id: int, *, dead: bool, next_attempt_at: datetime, error: str
+    conn: Connection,
+    outbox_id: int,
+    *,
+    dead: bool,
+    next_attempt_at: datetime,
+    error: str,
+    status_code: int | None = None,
 ) -> None:
     await conn.execute(
-        _FAILED, outbox_id, "dead" if dead else "pending", next_attempt_at, error[:1000]
+        _FAILED,
+        outbox_id,
+        "dead" if dead else "pending",
+        next_attempt_at,
+        error[:1000],
+        status_code,
     )
 
 

@@ -14,6 +14,10 @@ queued, or refused for good (5xx), is ``dead``: it stays in the table for staff
 A message is sent at least once, and once in all but one case: a process that dies
 between the relay's acceptance and marking the row sent leaves it to be sent again when
 its lease ends (its Message-ID is the same, so a reader's client can drop the copy).
+
+The claiming loop (``deliver``), the retry-or-give-up step (``failed``, ``backoff``) and
+the metrics (``refresh_metrics``) serve every channel: webhooks use them too
+(app/jobs/webhooks.py).
 """
 
 import asyncio
@@ -21,6 +25,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,22 +79,43 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
     return ceiling * factor
 
 
-async def deliver_email(pool: Pool, config: SmtpConfig, *, now: datetime) -> DeliveryResult:
-    """Send every due e-mail (batch after batch until none is left)."""
+SendBatch = Callable[[list[outbox_db.Claimed]], Awaitable[DeliveryResult]]
+
+
+async def deliver(
+    pool: Pool,
+    channel: outbox_db.Channel,
+    send_batch: SendBatch,
+    *,
+    now: datetime,
+    stop_on_retry: bool,
+) -> DeliveryResult:
+    """Claim the channel's due messages batch after batch (until none is left) and hand
+    each batch to ``send_batch``; ``stop_on_retry``: a batch with a failure ends the tick
+    (one relay for all: it is likely down, and is tried again at the next tick)."""
     sent = retried = dead = 0
     while True:
         async with connection(pool) as conn:
-            batch = await outbox_db.claim_due(conn, "email", now=now, lease=LEASE, batch=BATCH)
+            batch = await outbox_db.claim_due(conn, channel, now=now, lease=LEASE, batch=BATCH)
         if not batch:
             break
-        result = await _send_batch(pool, config, batch, now=now)
+        result = await send_batch(batch)
         sent, retried, dead = sent + result.sent, retried + result.retried, dead + result.dead
-        if len(batch) < BATCH or result.retried:
-            break  # a failing relay is tried again at the next tick, not in a loop now
-    DELIVERIES.labels("email", "sent").inc(sent)
-    DELIVERIES.labels("email", "retry").inc(retried)
-    DELIVERIES.labels("email", "dead").inc(dead)
+        if len(batch) < BATCH or (stop_on_retry and result.retried):
+            break
+    DELIVERIES.labels(channel, "sent").inc(sent)
+    DELIVERIES.labels(channel, "retry").inc(retried)
+    DELIVERIES.labels(channel, "dead").inc(dead)
     return DeliveryResult(sent, retried, dead)
+
+
+async def deliver_email(pool: Pool, config: SmtpConfig, *, now: datetime) -> DeliveryResult:
+    """Send every due e-mail (batch after batch until none is left)."""
+
+    async def send_batch(batch: list[outbox_db.Claimed]) -> DeliveryResult:
+        return await _send_batch(pool, config, batch, now=now)
+
+    return await deliver(pool, "email", send_batch, now=now, stop_on_retry=True)
 
 
 async def _send_batch(
@@ -129,7 +155,7 @@ async def _sender(
                         raise PermanentFailure(f"unusable payload: {exc!r}") from exc
                     await smtp.send(mime)
                 except PermanentFailure as exc:
-                    await _failed(pool, current, now=now, error=str(exc), permanent=True)
+                    await failed(pool, current, now=now, error=str(exc), permanent=True)
                     dead += 1
                     current = None
                     continue
@@ -139,47 +165,61 @@ async def _sender(
                 current = None
     except Exception as exc:  # the relay is down or broke off: the rest waits
         error = f"{type(exc).__name__}: {exc}"
-        failed = ([current] if current is not None else []) + list(queue)
+        waiting = ([current] if current is not None else []) + list(queue)
         queue.clear()
-        if failed:
+        if waiting:
             log.warning(
                 "e-mail relay %s failed (%s); %d message(s) retried later",
                 config.where,
                 error,
-                len(failed),
+                len(waiting),
             )
-        for message in failed:
-            if await _failed(pool, message, now=now, error=error, permanent=False):
+        for message in waiting:
+            if await failed(pool, message, now=now, error=error, permanent=False):
                 dead += 1
             else:
                 retried += 1
     return DeliveryResult(sent, retried, dead)
 
 
-async def _failed(
-    pool: Pool, message: outbox_db.Claimed, *, now: datetime, error: str, permanent: bool
+async def failed(
+    pool: Pool,
+    message: outbox_db.Claimed,
+    *,
+    now: datetime,
+    error: str,
+    permanent: bool,
+    status_code: int | None = None,
 ) -> bool:
-    """Reschedule a failed message, or give it up; True when it is now dead."""
+    """Reschedule a failed message (backoff with jitter), or give it up after the retry
+    window or a permanent failure; True when it is now dead."""
     next_attempt = now + backoff(message.attempts)
     dead = permanent or next_attempt > message.created_at + RETRY_WINDOW
     async with connection(pool) as conn:
         await outbox_db.mark_failed(
-            conn, message.id, dead=dead, next_attempt_at=next_attempt, error=error
+            conn,
+            message.id,
+            dead=dead,
+            next_attempt_at=next_attempt,
+            error=error,
+            status_code=status_code,
         )
     if dead:
         log.error("outbox message %d is dead after %d attempt(s)", message.id, message.attempts)
     return dead
 
 
-async def refresh_metrics(pool: Pool, *, now: datetime) -> outbox_db.Stats:
+async def refresh_metrics(
+    pool: Pool, *, now: datetime, channel: outbox_db.Channel = "email"
+) -> outbox_db.Stats:
     """Queue depth and the oldest pending message's age, for /metrics; sent rows pruned."""
     async with connection(pool) as conn:
-        stats = await outbox_db.stats(conn, "email")
+        stats = await outbox_db.stats(conn, channel)
         await outbox_db.purge_sent(conn, before=now - KEEP_SENT, batch=1000)
-    MESSAGES.labels("email", "pending").set(stats.pending)
-    MESSAGES.labels("email", "dead").set(stats.dead)
+    MESSAGES.labels(channel, "pending").set(stats.pending)
+    MESSAGES.labels(channel, "dead").set(stats.dead)
     age = (now - stats.oldest_pending).total_seconds() if stats.oldest_pending else 0.0
-    OLDEST_PENDING.labels("email").set(max(age, 0.0))
+    OLDEST_PENDING.labels(channel).set(max(age, 0.0))
     return stats
 
 

@@ -1,5 +1,6 @@
 """The in-process scheduler: every SWEEP_INTERVAL_SECONDS, run the sweeps (and the
-reminder sweep) once; with SMTP_URL, deliver the outbox's e-mail every second.
+reminder sweep) once; with SMTP_URL, deliver the outbox's e-mail every second; deliver
+its webhooks every second.
 
 ``max_instances=1`` and ``coalesce=True``: a slow sweep is never run twice at once in
 one process, and missed ticks collapse into one. Other instances may sweep at the same
@@ -9,12 +10,13 @@ time; the sweeps are built for that (app/jobs/sweeps.py).
 import asyncio
 import logging
 
+import httpx2
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app import metrics
 from app.clock import Clock
 from app.db.pool import Pool
-from app.jobs import outbox, reminders, sweeps
+from app.jobs import outbox, reminders, sweeps, webhooks
 from app.realtime.publisher import Publisher
 from app.services.mail import SmtpConfig, smtp_config
 from app.settings import Settings
@@ -102,6 +104,21 @@ class SweepScheduler:
                 next_run_time=utcnow(),
             )
 
+        # Webhooks: always (endpoints are registered at run time); an idle tick is a
+        # query on an empty partial index.
+        self._webhooks_delivering = False
+        self._webhook_client: httpx2.AsyncClient | None = None
+        self._scheduler.add_job(
+            self._deliver_webhooks,
+            "interval",
+            seconds=webhooks.INTERVAL_SECONDS,
+            args=(pool, settings, clock),
+            id="outbox-webhook",
+            max_instances=2,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+
     def _busy(self) -> None:
         self._running += 1
         self._idle.clear()
@@ -140,6 +157,19 @@ class SweepScheduler:
             self._done()
             self._delivering = False
 
+    async def _deliver_webhooks(self, pool: Pool, settings: Settings, clock: Clock) -> None:
+        if self._webhooks_delivering:
+            return
+        self._webhooks_delivering = True
+        self._busy()
+        try:
+            if self._webhook_client is None:
+                self._webhook_client = webhooks.new_client()
+            await webhooks.tick(pool, settings, now=clock.now(), client=self._webhook_client)
+        finally:
+            self._done()
+            self._webhooks_delivering = False
+
     def start(self) -> None:
         self._scheduler.start()
 
@@ -152,6 +182,8 @@ class SweepScheduler:
         except TimeoutError:
             log.warning("a sweep was still running after %.0f s; cancelling it", grace_seconds)
         self._scheduler.shutdown(wait=False)
+        if self._webhook_client is not None:
+            await self._webhook_client.aclose()
 
 
 def start_scheduler(

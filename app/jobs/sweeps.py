@@ -75,6 +75,7 @@ async def complete_checked_in(
         for r in rows:
             uow.changes.branches.add(r.branch)
             uow.changes.seats_now.add(r.seat_id)
+            uow.outbox.webhook("reservation.completed", reservation_id=r.id)  # webhooks
         return rows
 
     return await _in_batches(pool, publisher, step, now=now)

@@ -117,6 +117,7 @@ async def update_seat(
             uow.changes.branches.add(seat["branch"])
             uow.changes.seats_now.add(seat_id)
             await _audit(uow.conn, actor, "seat.update", "seat", seat_id, before, seat, now)
+            uow.outbox.webhook("seat.updated", **seat)  # webhooks
         closed = await branches_service.closed_branches(uow.conn, start=now, end=None, now=now)
         [state] = await seats_db.seat_states(uow.conn, [seat_id], now, closed=closed.branch_ids)
         return SeatOut.model_validate({**seat, "available": state.available})

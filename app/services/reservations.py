@@ -263,6 +263,7 @@ async def checked_in(
         raise check_in_refusal(current, settings)
     # The seat stays taken; only the branch's reserved/occupied counts move.
     uow.changes.branches.add(reservation.branch)
+    uow.outbox.webhook("reservation.checked_in", reservation_id=reservation.id)  # webhooks
     return reservation
 
 
@@ -293,6 +294,7 @@ async def check_out(
                 raise InvalidState(f"Cannot check out of a {current.status} reservation")
             raise InvalidState("The reservation has not started yet")
         reservation, booked_until = result
+        uow.outbox.webhook("reservation.completed", reservation_id=reservation.id)  # webhooks
         # The rest of the slot, [now, booked_until), goes to the waitlist.
         freed = reservation.model_copy(update={"end_time": booked_until})
         await waitlist_service.release(uow, settings, freed)
@@ -324,6 +326,7 @@ async def cancel(
             if current.status not in (ReservationStatus.HELD, ReservationStatus.CONFIRMED):
                 raise InvalidState(f"Cannot cancel a {current.status} reservation")
             raise InvalidState("The check-in deadline has passed: it counts as a no-show")
+        uow.outbox.webhook("reservation.cancelled", reservation_id=reservation.id)  # webhooks
         # Declining an offer closes its waitlist entry too.
         await waitlist_db.settle_offer(
             uow.conn, reservation.id, status=WaitlistStatus.CANCELLED, now=now

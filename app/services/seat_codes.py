@@ -218,6 +218,7 @@ async def _walk_in(
             uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now
         )
         reservations_service.booked(uow.changes, booked, now=now)
+        uow.outbox.webhook("reservation.created", reservation_id=booked.id)  # webhooks
         return await reservations_service.checked_in(uow, settings, booked.id, owner_id=user.id)
 
     reservation = await run_unit(conn, publisher, now=now, work=work)

@@ -32,6 +32,7 @@ from app.db.pool import Connection, Pool, connection
 from app.errors import ServiceUnavailable
 from app.models import NotificationType
 from app.realtime.events import Changes
+from app.services import webhooks
 from app.services.mail import MailKind
 from app.services.notify import Outbox
 from app.services.outbox import MailWriter, queued_metric
@@ -116,7 +117,11 @@ async def _attempt(
     db: Connection | Pool, now: datetime, work: Work[T], *, atomic: bool, mail: MailWriter | None
 ) -> tuple[T, Changes, int]:
     async with _connection_of(db) as conn:
-        uow = UnitOfWork(conn, now, Outbox(mail))
+        # Webhooks: a unit some endpoint may hear about is one transaction, its events
+        # queued in it (app/services/webhooks.py; the hint is re-read at most every 1 s).
+        hooks = await webhooks.any_wanted(conn)
+        atomic = atomic or hooks
+        uow = UnitOfWork(conn, now, Outbox(mail, webhooks=hooks))
         if not atomic:
             result = await work(uow)
             if uow.outbox.pending:

@@ -27,6 +27,7 @@ TABLES = {
     "audit_log",
     "branch_closures",
     "outbox",  # 0007 (issue 15)
+    "webhook_endpoints",  # 0008 (issue 15)
 }
 
 

@@ -198,6 +198,15 @@ def _hours_out_of_order(failure: Failure, case: Case[Any], response: Response) -
     )
 
 
+def _webhook_target_refused(failure: Failure, case: Case[Any], response: Response) -> bool:
+    # positive_data_acceptance (ST202) on POST /admin/webhooks: the URL's name must resolve,
+    # and not to a private address (api.md, "Webhooks"); DNS is no JSON Schema keyword.
+    return (
+        isinstance(failure, RejectedPositiveData)
+        and _json(response).get("code") == "webhook_url_refused"
+    )
+
+
 EXCUSES = (
     _rejected_by_a_booking_rule,
     _password_over_72_bytes,
@@ -206,6 +215,7 @@ EXCUSES = (
     _reserved_email_domain,
     _idempotency_key_reused,
     _hours_out_of_order,
+    _webhook_target_refused,
 )
 
 
