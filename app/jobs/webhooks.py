@@ -129,10 +129,11 @@ async def _deliver_one(
             "webhook-signature": Webhook(endpoint.secret).sign(msg_id, now, body),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        response = await client.post(
-            target.connect_url, content=body, headers=headers, extensions=extensions
-        )
-        status_code = response.status_code
+        # Streamed, and the answer's body never read: only its status counts.
+        async with client.stream(
+            "POST", target.connect_url, content=body, headers=headers, extensions=extensions
+        ) as response:
+            status_code = response.status_code
         if 200 <= status_code < 300:
             async with connection(pool) as conn:
                 await outbox_db.mark_sent(conn, message.id, now=now, status_code=status_code)
