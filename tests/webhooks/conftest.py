@@ -2,6 +2,7 @@
 fail and recover, and an app with webhooks allowed to reach it (it is on loopback)."""
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -47,7 +48,7 @@ class Receiver:
     """Answers ``status`` (204 unless a test says otherwise) to every POST, and records
     them all; ``events`` is what a receiver deduplicating by webhook-id keeps."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.status = 204
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -68,6 +69,8 @@ class Receiver:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)
+        if tls is not None:  # HTTPS (the context holds the certificate)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
