@@ -10,7 +10,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     StrictBool,
     model_validator,
 )
@@ -186,9 +185,18 @@ class ClosureOut(BaseModel):
 
 
 _BACK_TO_GLOBAL = "; null: back to the global setting"
-# A JSON number, not a boolean or a numeric string.
-StrictNumber = Annotated[float, Strict()]
-StrictInteger = Annotated[int, Strict()]
+
+
+def _json_number(value: object) -> object:
+    # A JSON number: not a boolean (Python's bool is an int) nor a numeric string. 141.0
+    # is an integer in JSON Schema's sense and stays accepted where an integer is asked.
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+StrictNumber = Annotated[float, BeforeValidator(_json_number)]
+StrictInteger = Annotated[int, BeforeValidator(_json_number)]
 
 
 class PolicyPut(BaseModel):

@@ -95,7 +95,9 @@ async def provider(provider_process: str) -> AsyncIterator[Provider]:
             await handle.mode("normal")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the instances' pools hold sessions on the test database, and later
+# packages (tests/ops) count the sessions there; they stop when tests/oidc is done.
+@pytest.fixture(scope="package")
 async def app_servers(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Servers]:
@@ -103,7 +105,7 @@ async def app_servers(
         yield servers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def campus_server(app_servers: Servers, provider_process: str) -> Server:
     (server,) = await app_servers.shared(
         "campus",
@@ -190,7 +192,7 @@ from tests.web.conftest import browser, chromium_path, playwright_session  # noq
 __all__ = ["browser", "chromium_path", "playwright_session"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def campus_pair_servers(
     app_servers: Servers, provider_process: str, redis_database_url: str
 ) -> list[Server]:
