@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -187,47 +188,44 @@ class ClosureOut(BaseModel):
 _BACK_TO_GLOBAL = "; null: back to the global setting"
 
 
-def _json_number(value: object) -> object:
-    # A JSON number: not a boolean (Python's bool is an int) nor a numeric string. 141.0
-    # is an integer in JSON Schema's sense and stays accepted where an integer is asked.
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-StrictNumber = Annotated[float, BeforeValidator(_json_number)]
-StrictInteger = Annotated[int, BeforeValidator(_json_number)]
-
-
 class PolicyPut(BaseModel):
     """The policy fields to change; a field left out stays as it is, `null` returns it to
     the global setting (quotas: none)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_reservation_hours: StrictNumber | None = Field(
+    max_reservation_hours: float | None = Field(
         None, gt=0, le=168, description="Longest reservation" + _BACK_TO_GLOBAL
     )
-    booking_horizon_days: StrictNumber | None = Field(
+    booking_horizon_days: float | None = Field(
         None, gt=0, le=366, description="How far ahead one can book" + _BACK_TO_GLOBAL
     )
-    checkin_early_minutes: StrictNumber | None = Field(
+    checkin_early_minutes: float | None = Field(
         None, ge=0, le=1440, description="Check-in opens this early" + _BACK_TO_GLOBAL
     )
-    grace_minutes: StrictNumber | None = Field(
+    grace_minutes: float | None = Field(
         None, ge=0, le=1440, description="Check-in closes this late, then no-show" + _BACK_TO_GLOBAL
     )
-    claim_minutes: StrictNumber | None = Field(
+    claim_minutes: float | None = Field(
         None, gt=0, le=1440, description="Time to claim a waitlist offer" + _BACK_TO_GLOBAL
     )
-    max_bookings_per_day: StrictInteger | None = Field(
+    max_bookings_per_day: int | None = Field(
         None, ge=0, le=1000,
         description="Reservations per student starting on one local day" + _BACK_TO_GLOBAL,
     )  # fmt: skip
-    max_hours_per_week: StrictNumber | None = Field(
+    max_hours_per_week: float | None = Field(
         None, ge=0, le=168,
         description="Booked hours per student in one ISO week, local time" + _BACK_TO_GLOBAL,
     )  # fmt: skip
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_number(cls, value: object) -> object:
+        # A JSON number: not a boolean (Python's bool is an int) nor a numeric string;
+        # 141.0 stays an integer, as in JSON Schema.
+        if isinstance(value, bool | str):
+            raise ValueError("must be a JSON number")
+        return value
 
 
 class QuotaUse(BaseModel):
