@@ -100,3 +100,32 @@ async def test_every_event_where_it_happens(
         "A2",
         "ACTIVE",
     )
+
+
+async def test_a_claimed_offer_and_a_staff_closure(
+    api: httpx.AsyncClient,
+    admin: Student,
+    alice: Student,
+    seat_id: int,
+    db: asyncpg.Connection,
+) -> None:
+    await register(api, admin, "http://127.0.0.1:9/hook", list(EVENTS))
+    bob = await add_student(db, "S0000002")
+    first = await booked(api, alice, seat_id, at(10), at(11))
+    entry = await joined(api, bob, seat_id=seat_id, start=at(10), end=at(11))
+    await cancel(api, alice, first["id"])
+    claimed = await api.post(f"/waitlist/{entry['id']}/claim", headers=bob.headers)
+    assert claimed.is_success, claimed.text
+    await db.execute("DELETE FROM outbox WHERE payload ->> 'type' <> 'reservation.created'")
+    [(kind, data)] = (await events(db))[1:]
+    assert (kind, data["user_id"], data["status"]) == ("reservation.created", bob.id, "CONFIRMED")
+
+    await db.execute("TRUNCATE outbox")
+    closed = await api.patch(
+        f"/admin/seats/{seat_id}", json={"status": "MAINTENANCE"}, headers=admin.headers
+    )
+    assert closed.status_code == 200, closed.text
+    kinds = [(t, d.get("reservation_id"), d.get("reason")) for t, d in await events(db)]
+    assert kinds[0][:2] == ("reservation.cancelled", data["reservation_id"])
+    assert kinds[0][2]  # the reason staff's closing gives
+    assert kinds[1][0] == "seat.updated"
