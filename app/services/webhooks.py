@@ -30,8 +30,6 @@ from datetime import datetime
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from prometheus_client import Counter
-
 from app.db import webhooks as webhooks_db
 from app.db.pool import Connection
 from app.errors import DomainError, NotFound
@@ -43,16 +41,13 @@ from app.schemas.webhooks import (
     WebhookEvent,
     WebhookOut,
 )
+from app.services import outbox as outbox_service
 from app.settings import Settings
 from app.timeutil import iso_z
 
 EVENTS: tuple[str, ...] = get_args(WebhookEvent)  # in the spec's order
 HINT_TTL = 1.0  # seconds
 RESOLVE_TIMEOUT = 5.0  # seconds
-
-QUEUED = Counter(
-    "dlsms_webhook_events_total", "Webhook deliveries queued (one per endpoint per event)"
-)
 
 
 class WebhookUrlRefused(DomainError):
@@ -197,7 +192,8 @@ async def write(
 
 
 def queued_metric(count: int) -> None:
-    QUEUED.inc(count)
+    """dlsms_outbox_queued_total{channel="webhook"} (the e-mail channel's counter)."""
+    outbox_service.queued_metric("webhook", count)
 
 
 # --- staff ------------------------------------------------------------------------------

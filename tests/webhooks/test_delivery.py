@@ -16,11 +16,12 @@ from app.db import webhooks as webhooks_db
 from app.db.pool import Pool, connection
 from app.jobs import webhooks as webhooks_job
 from app.jobs.outbox import DeliveryResult
+from app.metrics import render
 from app.services import webhooks as webhooks_service
 from app.settings import Settings
 from app.timeutil import utcnow
 from tests.conftest import make_settings
-from tests.factories import HOUR, RULES, Student, add_student, booked, reserve
+from tests.factories import HOUR, MINUTE, RULES, Student, add_student, booked, reserve
 from tests.webhooks.conftest import NOW, Receiver, deliveries, register
 
 
@@ -308,3 +309,36 @@ async def test_two_instances_delivering_at_once_deliver_each_once(
     assert first.sent > 0 and second.sent > 0
     assert len(receiver.requests) == 250
     assert sorted(r.json()["data"]["id"] for r in receiver.requests) == list(range(250))
+
+
+async def test_metrics_of_the_webhook_channel(
+    api: httpx.AsyncClient,
+    admin: Student,
+    alice: Student,
+    seat_id: int,
+    receiver: Receiver,
+    pool: Pool,
+    hook_settings: Settings,
+) -> None:
+    def sample(name: str) -> float:
+        for line in render().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    queued = 'dlsms_outbox_queued_total{channel="webhook"}'
+    before = sample(queued)
+    await register(api, admin, receiver.url(), ["reservation.created"])
+    await booked(api, alice, seat_id)
+    assert sample(queued) == before + 1
+
+    receiver.status = 500
+    await webhooks_job.tick(pool, hook_settings, now=NOW + 5 * MINUTE)
+    assert sample('dlsms_outbox_messages{channel="webhook",status="pending"}') == 1
+    assert sample('dlsms_outbox_oldest_pending_age_seconds{channel="webhook"}') == 300
+    receiver.status = 200
+    sent = 'dlsms_outbox_deliveries_total{channel="webhook",outcome="sent"}'
+    before_sent = sample(sent)
+    await webhooks_job.tick(pool, hook_settings, now=NOW + HOUR)
+    assert sample(sent) == before_sent + 1
+    assert sample('dlsms_outbox_messages{channel="webhook",status="pending"}') == 0
