@@ -37,7 +37,7 @@ async def create_webhook(
     (`whsec_...`), shown this once. A URL whose name resolves to a loopback, private,
     link-local or reserved address is refused (422 `webhook_url_refused`) unless
     `WEBHOOK_ALLOW_PRIVATE=true`; it is checked again at every delivery."""
-    return await webhooks_service.create(conn, settings, body, now=now)
+    return await webhooks_service.create(conn, settings, body, actor_id=admin.id, now=now)
 
 
 @router.get("/webhooks", response_model=list[WebhookOut])
@@ -56,9 +56,9 @@ async def get_webhook(webhook_id: PathId, admin: AdminUser, conn: Conn) -> Webho
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, responses=error_responses(NotFound))
-async def delete_webhook(webhook_id: PathId, admin: AdminUser, conn: Conn) -> Response:
+async def delete_webhook(webhook_id: PathId, admin: AdminUser, conn: Conn, now: Now) -> Response:
     """Remove an endpoint and its delivery log; what it had pending is never sent."""
-    await webhooks_service.delete(conn, webhook_id)
+    await webhooks_service.delete(conn, webhook_id, actor_id=admin.id, now=now)
     return Response(status_code=204)
 
 

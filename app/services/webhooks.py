@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
+from app.db import admin as admin_db
 from app.db import webhooks as webhooks_db
 from app.db.pool import Connection
 from app.errors import DomainError, NotFound
@@ -203,18 +204,28 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def _audited(row: Any) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint (never its secret)."""
+    return {"url": row["url"], "events": list(row["events"]), "description": row["description"]}
+
+
 async def create(
-    conn: Connection, settings: Settings, data: WebhookCreate, *, now: datetime
+    conn: Connection, settings: Settings, data: WebhookCreate, *, actor_id: int, now: datetime
 ) -> WebhookCreated:
     try:
         await resolve_target(data.url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE)
     except UnsafeTarget as exc:
         raise WebhookUrlRefused(str(exc)) from exc
     events: list[str] = [e for e in EVENTS if e in data.events]  # spec order, once each
-    row = await webhooks_db.insert_endpoint(
-        conn, url=data.url, events=events, description=data.description,
-        secret=new_secret(), now=now,
-    )  # fmt: skip
+    async with conn.transaction():
+        row = await webhooks_db.insert_endpoint(
+            conn, url=data.url, events=events, description=data.description,
+            secret=new_secret(), now=now,
+        )  # fmt: skip
+        await admin_db.audit(
+            conn, actor_id=actor_id, action="webhook.create", entity="webhook",
+            entity_id=row["id"], before=None, after=_audited(row), now=now,
+        )  # fmt: skip
     SUBSCRIBED.add(events)
     return WebhookCreated.model_validate(dict(row))
 
@@ -230,9 +241,15 @@ async def get(conn: Connection, endpoint_id: int) -> WebhookOut:
     return WebhookOut.model_validate(dict(row))
 
 
-async def delete(conn: Connection, endpoint_id: int) -> None:
-    if not await webhooks_db.delete_endpoint(conn, endpoint_id):
-        raise NotFound("No such webhook endpoint")
+async def delete(conn: Connection, endpoint_id: int, *, actor_id: int, now: datetime) -> None:
+    async with conn.transaction():
+        row = await webhooks_db.get_endpoint(conn, endpoint_id)
+        if row is None or not await webhooks_db.delete_endpoint(conn, endpoint_id):
+            raise NotFound("No such webhook endpoint")
+        await admin_db.audit(
+            conn, actor_id=actor_id, action="webhook.delete", entity="webhook",
+            entity_id=endpoint_id, before=_audited(row), after=None, now=now,
+        )  # fmt: skip
 
 
 async def deliveries(conn: Connection, endpoint_id: int, query: DeliveryQuery) -> list[DeliveryOut]:

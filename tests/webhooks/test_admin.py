@@ -31,6 +31,12 @@ async def test_register_list_get_delete(
 
     gone = await api.delete(f"/admin/webhooks/{created['id']}", headers=admin.headers)
     assert gone.status_code == 204
+    audit = (await api.get("/admin/audit", headers=admin.headers)).json()["items"]
+    assert [(a["action"], a["entity_id"]) for a in audit[:2]] == [
+        ("webhook.delete", created["id"]),
+        ("webhook.create", created["id"]),
+    ]
+    assert created["secret"] not in str(audit)
     assert (await api.get("/admin/webhooks", headers=admin.headers)).json() == []
     for response in (
         await api.delete(f"/admin/webhooks/{created['id']}", headers=admin.headers),
