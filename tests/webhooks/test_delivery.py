@@ -342,3 +342,25 @@ async def test_metrics_of_the_webhook_channel(
     await webhooks_job.tick(pool, hook_settings, now=NOW + HOUR)
     assert sample(sent) == before_sent + 1
     assert sample('dlsms_outbox_messages{channel="webhook",status="pending"}') == 0
+
+
+async def test_a_redirect_is_not_followed(
+    api: httpx.AsyncClient,
+    admin: Student,
+    alice: Student,
+    seat_id: int,
+    receiver: Receiver,
+    pool: Pool,
+    hook_settings: Settings,
+) -> None:
+    hook = await register(api, admin, receiver.url(), ["reservation.created"])
+    await booked(api, alice, seat_id)
+    receiver.status = 307  # its Location (none here) is never asked for
+
+    assert await webhooks_job.deliver_webhooks(pool, hook_settings, now=NOW) == (
+        DeliveryResult(retried=1)
+    )
+    assert len(receiver.requests) == 1
+    [delivery] = await deliveries(api, admin, hook["id"])
+    assert (delivery["status"], delivery["last_status_code"]) == ("pending", 307)
+    assert delivery["last_error"] == "HTTP 307"
