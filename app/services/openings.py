@@ -222,19 +222,22 @@ def covering_opening(
     """The one opening holding all of [start, end) (with ``start == end``: holding the
     instant ``start``), or None when the interval is not inside a single opening.
 
-    The opening answered is cut to the local dates from the day before ``start`` to
-    the day after ``end``; ``next_change(start)`` tells when it really closes."""
-    window = openings(
-        weekly,
-        closures,
-        zone,
-        local_date(start, zone) - timedelta(days=1),
-        local_date(end, zone) + timedelta(days=1),
-    )
-    for opening in window:
-        if opening.start <= start and (end < opening.end if start == end else end <= opening.end):
-            return opening
-    return None
+    Looks at the local days around ``start`` first; only an interval running past them
+    asks ``next_change`` when that opening closes, so a long interval (an opening around
+    the clock, or a hostile year-4000 query) costs a few two-week chunks, not one pass
+    per day. The opening answered may be cut to the days looked at."""
+    first = local_date(start, zone)
+    around = openings(weekly, closures, zone, first - timedelta(days=1), first + timedelta(days=1))
+    holding = next((o for o in around if o.start <= start < o.end), None)
+    if holding is None:
+        return None
+    if end <= holding.end:
+        return holding
+    # Open at ``start``: the first change after it is this opening's closing time.
+    closes = next_change(weekly, closures, zone, start)
+    if closes is None:  # open for good
+        return Interval(holding.start, end)
+    return Interval(holding.start, closes) if end <= closes else None
 
 
 _CHUNK_DAYS = 16  # more than two weeks: a template that is not always open changes in one

@@ -343,3 +343,26 @@ def test_bookable_agrees_with_a_minute_by_minute_check_in_local_time(case: Case)
         return
     bookable = all(brute_open(weekly, closures, zone, start, end - timedelta(minutes=1)))
     assert (openings.covering_opening(weekly, closures, zone, start, end) is not None) == bookable
+
+
+@pytest.mark.parametrize(
+    ("weekly", "covered"),
+    [(ALWAYS_OPEN, True), (tuple((Span(8 * 60, 22 * 60),) for _ in range(7)), False)],
+)
+def test_a_centuries_long_interval_is_judged_without_walking_every_day(
+    monkeypatch: pytest.MonkeyPatch, weekly: Weekly, covered: bool
+) -> None:
+    # A query for availability until the year 4684 once took seconds (one day at a time).
+    days_looked_at = 0
+    day_hours = openings.day_hours
+
+    def counted(*args: object) -> openings.Day:
+        nonlocal days_looked_at
+        days_looked_at += 1
+        return day_hours(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(openings, "day_hours", counted)
+    start, end = utc(2026, 12, 1, 10), datetime(4684, 1, 1, tzinfo=UTC)
+    found = openings.covering_opening(weekly, (), BERLIN, start, end)
+    assert (found is not None) is covered
+    assert days_looked_at < 100
