@@ -31,8 +31,10 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from app.clock import Clock
+from app.db import pool as pool_module
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import alembic_config, upgrade_to_head
+from app.db.pool import Pool
 from app.main import create_app
 from app.models import Role
 from app.settings import Settings
@@ -140,6 +142,28 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         tables = await conn.fetchval(_APP_TABLES)
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         await conn.close()
+
+
+PoolFactory = Callable[[Settings], Awaitable[Pool]]
+
+
+@pytest.fixture
+async def make_pool(db: asyncpg.Connection, database_url: str) -> AsyncIterator[PoolFactory]:
+    """Factory: an instance's own pool on the test database, with these settings (jobs
+    and sweeps called directly; one per instance when a test plays several). Depends on
+    ``db``: the pools close before the tables are emptied."""
+    pools: list[Pool] = []
+
+    async def make(settings: Settings) -> Pool:
+        pool = await pool_module.create_pool(database_url, settings)
+        pools.append(pool)
+        return pool
+
+    try:
+        yield make
+    finally:
+        for pool in pools:
+            await pool.close()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -5,7 +5,6 @@ waitlist offers each change causes, and exactly-once under concurrent sweepers."
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,13 +13,12 @@ import asyncpg
 import pytest
 
 from app.cache import SeatCache
-from app.db import pool as pool_module
 from app.db.pool import Pool
 from app.jobs import scheduler, sweeps
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
 from app.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import PoolFactory, make_settings
 from tests.factories import (
     CLAIM,
     GRACE,
@@ -48,32 +46,15 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url, **RULES)
 
 
-async def open_pool(database_url: str, settings: Settings) -> Pool:
-    return await pool_module.create_pool(database_url, settings)
+@pytest.fixture
+async def pool(make_pool: PoolFactory, settings: Settings) -> Pool:
+    return await make_pool(settings)
 
 
 @pytest.fixture
-async def pool(
-    db: asyncpg.Connection, database_url: str, settings: Settings
-) -> AsyncIterator[Pool]:
-    # Depends on ``db``: closed before the tables are emptied.
-    pool = await open_pool(database_url, settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def second_pool(
-    db: asyncpg.Connection, database_url: str, settings: Settings
-) -> AsyncIterator[Pool]:
+async def second_pool(make_pool: PoolFactory, settings: Settings) -> Pool:
     """Another instance's pool: its sweeps run on their own connections."""
-    pool = await open_pool(database_url, settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+    return await make_pool(settings)
 
 
 @pytest.fixture

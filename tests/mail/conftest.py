@@ -5,7 +5,7 @@ import asyncio
 import email
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -18,14 +18,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from app.cache import SeatCache
-from app.db import pool as pool_module
 from app.db.pool import Pool
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
 from app.services.mail import SmtpConfig, smtp_config
 from app.services.outbox import MailWriter
 from app.settings import Settings
-from tests.conftest import ClientFactory, make_settings
+from tests.conftest import ClientFactory, PoolFactory, make_settings
 from tests.factories import RULES, FrozenClock, Student, add_branch, add_seat, add_student, at
 
 NOW = at(8)  # Dec 1, 08:00 UTC; most tests book 10:00-11:00
@@ -141,31 +140,15 @@ async def api(
     )
 
 
-async def _open_pool(database_url: str, settings: Settings) -> Pool:
-    return await pool_module.create_pool(database_url, settings)
+@pytest.fixture
+async def pool(make_pool: PoolFactory, mail_settings: Settings) -> Pool:
+    return await make_pool(mail_settings)
 
 
 @pytest.fixture
-async def pool(
-    db: asyncpg.Connection, database_url: str, mail_settings: Settings
-) -> AsyncIterator[Pool]:
-    pool = await _open_pool(database_url, mail_settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def second_pool(
-    db: asyncpg.Connection, database_url: str, mail_settings: Settings
-) -> AsyncIterator[Pool]:
+async def second_pool(make_pool: PoolFactory, mail_settings: Settings) -> Pool:
     """Another instance's pool: its delivery job runs on its own connections."""
-    pool = await _open_pool(database_url, mail_settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+    return await make_pool(mail_settings)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,11 +14,10 @@ import asyncpg
 import httpx
 import pytest
 
-from app.db import pool as pool_module
 from app.db.pool import Pool
 from app.models import Role
 from app.settings import Settings
-from tests.conftest import ClientFactory, make_settings
+from tests.conftest import ClientFactory, PoolFactory, make_settings
 from tests.factories import RULES, FrozenClock, Student, add_branch, add_seat, add_student, at
 
 NOW = at(8)  # Dec 1, 08:00 UTC; tests book 10:00-11:00
@@ -124,31 +123,15 @@ async def api(make_client: ClientFactory, clock: FrozenClock) -> httpx.AsyncClie
     return await make_client(clock=clock, WEBHOOK_ALLOW_PRIVATE=True, **RULES)
 
 
-async def _pool(database_url: str, settings: Settings) -> Pool:
-    return await pool_module.create_pool(database_url, settings)
+@pytest.fixture
+async def pool(make_pool: PoolFactory, hook_settings: Settings) -> Pool:
+    return await make_pool(hook_settings)
 
 
 @pytest.fixture
-async def pool(
-    db: asyncpg.Connection, database_url: str, hook_settings: Settings
-) -> AsyncIterator[Pool]:
-    pool = await _pool(database_url, hook_settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def second_pool(
-    db: asyncpg.Connection, database_url: str, hook_settings: Settings
-) -> AsyncIterator[Pool]:
+async def second_pool(make_pool: PoolFactory, hook_settings: Settings) -> Pool:
     """Another instance's pool."""
-    pool = await _pool(database_url, hook_settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+    return await make_pool(hook_settings)
 
 
 @pytest.fixture
