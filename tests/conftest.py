@@ -140,8 +140,22 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         tables = await conn.fetchval(_APP_TABLES)
-        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        await _truncate(conn, tables)
         await conn.close()
+
+
+async def _truncate(conn: asyncpg.Connection, tables: str) -> None:
+    # Instances still running (tests/ops clusters) have background jobs reading the tables
+    # every second; TRUNCATE locking them one by one can meet such a job holding one and
+    # wanting another, and PostgreSQL aborts one of the two. Ours just tries again.
+    for attempt in range(1, 6):
+        try:
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+            return
+        except asyncpg.DeadlockDetectedError:
+            if attempt == 5:
+                raise
+            await asyncio.sleep(0.1 * attempt)
 
 
 PoolFactory = Callable[[Settings], Awaitable[Pool]]
