@@ -119,7 +119,7 @@ async def update_seat(
             await _audit(uow.conn, actor, "seat.update", "seat", seat_id, before, seat, now)
             uow.outbox.webhook("seat.updated", **seat)  # webhooks
         closed = await branches_service.closed_branches(uow.conn, start=now, end=None, now=now)
-        [state] = await seats_db.seat_states(uow.conn, [seat_id], now, closed=closed.branch_ids)
+        [state] = await seats_db.seat_states(uow.conn, [seat_id], now, closed=closed)
         return SeatOut.model_validate({**seat, "available": state.available})
 
     return await run_unit(conn, publisher, now=now, work=work)

@@ -20,7 +20,6 @@ from app.schemas.branches import (
 from app.schemas.seats import Interval
 from app.services import openings, policy
 from app.services.openings import Closure, Weekly
-from app.services.policy import Policy
 from app.settings import Settings
 
 MAX_HOURS_DAYS = 62
@@ -83,32 +82,46 @@ async def schedules(
     return {row["id"]: schedule_from_row(row) for row in rows}
 
 
-@dataclass(frozen=True)
-class Closed:
-    """The branches not open for an asked time, and until when that answer holds (for an
-    answer about now: the next opening or closing of any branch; None: for good)."""
-
-    branch_ids: list[int]
-    valid_until: datetime | None
-
-
 async def closed_branches(
     conn: Connection, *, start: datetime, end: datetime | None, now: datetime
-) -> Closed:
+) -> list[int]:
     """Branches not open for [start, end) (``end`` None: at the instant ``start``)."""
     found = await schedules(conn, now=now)
-    closed = []
-    earliest: datetime | None = None
-    for branch_id, schedule in found.items():
-        if end is None:
-            if not schedule.is_open(start):
-                closed.append(branch_id)
-            change = schedule.next_change(start)
-            if change is not None and (earliest is None or change < earliest):
-                earliest = change
-        elif schedule.opening(start, end) is None:
-            closed.append(branch_id)
-    return Closed(closed, earliest)
+    if end is None:
+        return [i for i, schedule in found.items() if not schedule.is_open(start)]
+    return [i for i, schedule in found.items() if schedule.opening(start, end) is None]
+
+
+@dataclass(frozen=True)
+class OpenNow:
+    """Every branch at one instant: open or not, and when that next changes (None: for
+    good). Computed once per answer; listings, counts and branch items read it."""
+
+    is_open: dict[int, bool]
+    next_change: dict[int, datetime | None]
+
+    @property
+    def closed(self) -> list[int]:
+        return [i for i, is_open in self.is_open.items() if not is_open]
+
+    @property
+    def valid_until(self) -> datetime | None:
+        """The earliest change of any branch: an answer about now holds until then."""
+        return min((c for c in self.next_change.values() if c is not None), default=None)
+
+    def annotate(self, summaries: list[dict[str, Any]]) -> None:
+        """Add ``open_now`` and ``next_change_at`` to branch summaries."""
+        for summary in summaries:
+            summary["open_now"] = self.is_open[summary["id"]]
+            summary["next_change_at"] = self.next_change[summary["id"]]
+
+
+async def open_now(conn: Connection, *, now: datetime, branch_id: int | None = None) -> OpenNow:
+    found = await schedules(conn, now=now, branch_id=branch_id)
+    return OpenNow(
+        {i: s.is_open(now) for i, s in found.items()},
+        {i: s.next_change(now) for i, s in found.items()},
+    )
 
 
 async def schedule_of_seat(conn: Connection, seat_id: int, *, now: datetime) -> Schedule | None:
@@ -117,36 +130,21 @@ async def schedule_of_seat(conn: Connection, seat_id: int, *, now: datetime) -> 
     return None if row is None else schedule_from_row(row)
 
 
-async def with_opening_state(
-    conn: Connection, summaries: list[dict[str, Any]], *, now: datetime
-) -> datetime | None:
-    """Add ``open_now`` and ``next_change_at`` to branch summaries; answer the earliest
-    change (a listing about now stops being true then)."""
-    found = await schedules(
-        conn, now=now, branch_id=summaries[0]["id"] if len(summaries) == 1 else None
-    )
-    earliest: datetime | None = None
-    for summary in summaries:
-        schedule = found[summary["id"]]
-        change = schedule.next_change(now)
-        summary["open_now"] = schedule.is_open(now)
-        summary["next_change_at"] = change
-        if change is not None and (earliest is None or change < earliest):
-            earliest = change
-    return earliest
-
-
 async def get_branch(
     conn: Connection, settings: Settings, branch_id: int, *, now: datetime
 ) -> BranchDetailOut:
     """One branch: live counts, hours state, weekly template and effective policy."""
-    closed = await closed_branches(conn, start=now, end=None, now=now)
-    summaries = await seats_db.branch_summaries(conn, now, branch_id, closed=closed.branch_ids)
+    found = await schedules(conn, now=now)
+    summaries = await seats_db.branch_summaries(
+        conn, now, branch_id, closed=[i for i, s in found.items() if not s.is_open(now)]
+    )
     own_policy = await branches_db.policy(conn, branch_id)
     if not summaries or own_policy is None:
         raise NotFound("No such branch")
-    await with_opening_state(conn, summaries, now=now)
-    schedule = (await schedules(conn, now=now, branch_id=branch_id))[branch_id]
+    schedule = found[branch_id]
+    OpenNow({branch_id: schedule.is_open(now)}, {branch_id: schedule.next_change(now)}).annotate(
+        summaries
+    )
     return BranchDetailOut.model_validate(
         {
             **summaries[0],
@@ -159,11 +157,6 @@ async def get_branch(
 def effective_policy(settings: Settings, own: dict[str, Any]) -> PolicyOut:
     """The branch's values where set, else the global settings (quotas: none)."""
     return PolicyOut.model_validate(policy.effective(settings, own).as_dict())
-
-
-async def policy_of(conn: Connection, settings: Settings, branch_id: int) -> Policy:
-    """The rules in force at a branch (the global ones for an unknown branch)."""
-    return policy.effective(settings, await branches_db.policy(conn, branch_id) or {})
 
 
 async def day_hours(

@@ -93,6 +93,6 @@ class Outbox:
         if self.changes.seats_now:
             closed = await branches_service.closed_branches(conn, start=now, end=None, now=now)
             self.changes.seat_states = await seats_db.seat_states(
-                conn, sorted(self.changes.seats_now), now, closed=closed.branch_ids
+                conn, sorted(self.changes.seats_now), now, closed=closed
             )
         return self.changes

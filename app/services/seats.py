@@ -36,15 +36,19 @@ async def list_seats(
     if lookup.body is not None:
         return Rendered(SeatList, lookup.body)
     async with connection(pool) as conn:
-        closed = await branches_service.closed_branches(
-            conn, start=query.start_time or now, end=query.end_time, now=now
-        )
-        body = await _list_seats(conn, query, _asked_range(query, now), closed.branch_ids)
-        valid_until = await _valid_until(
-            conn, cache, lookup, about_now=query.start_time is None, now=now
-        )
+        about_now = query.start_time is None
+        if about_now:
+            state = await branches_service.open_now(conn, now=now)
+            closed, hours_change = state.closed, state.valid_until
+        else:
+            closed = await branches_service.closed_branches(
+                conn, start=query.start_time or now, end=query.end_time, now=now
+            )
+            hours_change = None
+        body = await _list_seats(conn, query, _asked_range(query, now), closed)
+        valid_until = await _valid_until(conn, cache, lookup, about_now=about_now, now=now)
     # An answer about now also stops being true when a branch opens or closes.
-    valid_until = _earliest(valid_until, closed.valid_until)
+    valid_until = _earliest(valid_until, hours_change)
     await cache.keep(
         slot, lookup, body, answer_branch=query.branch, now=now, valid_until=valid_until
     )
@@ -138,13 +142,12 @@ async def branches(
     if lookup.body is not None:
         return Rendered(BranchOut, lookup.body, many=True)
     async with connection(pool) as conn:
-        closed = await branches_service.closed_branches(conn, start=now, end=None, now=now)
-        rows = await seats_db.branch_summaries(conn, now, closed=closed.branch_ids)
+        state = await branches_service.open_now(conn, now=now)
+        rows = await seats_db.branch_summaries(conn, now, closed=state.closed)
         valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
-        # open_now turns at the next opening or closing: the answer is true until then.
-        change = await branches_service.with_opening_state(conn, rows, now=now)
-    if change is not None and (valid_until is None or change < valid_until):
-        valid_until = change
+        state.annotate(rows)
+    # open_now turns at the next opening or closing: the answer is true until then.
+    valid_until = _earliest(valid_until, state.valid_until)
     body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
     # A stray ?branch= is ignored by the route, not by the key: store only without one.
     await cache.keep(slot, lookup, body, answer_branch=None, now=now, valid_until=valid_until)

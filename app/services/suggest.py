@@ -124,7 +124,7 @@ def _closing(schedule: Schedule, at: datetime, look_ahead: datetime) -> datetime
     """When the opening holding ``at`` ends (None: not before ``look_ahead``)."""
     # One opening holding the whole look-ahead is the common case (open around the
     # clock) and a cheap question; next_change scans two weeks of hours.
-    if openings.covering_opening(schedule.weekly, schedule.closures, schedule.zone, at, look_ahead):
+    if schedule.opening(at, look_ahead):
         return None
     change = schedule.next_change(at)
     return change if change is not None and change < look_ahead else None
