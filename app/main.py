@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import apidocs, metrics, sessions
+from app import apidocs, metrics, sessions, tracing
 from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
 from app.clock import Clock, SystemClock
@@ -126,6 +126,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # middleware first, from the same FORWARDED_ALLOW_IPS, and this second pass then
     # arrives at the same client again.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.FORWARDED_ALLOW_IPS)
+    # With OTEL_EXPORTER_OTLP_ENDPOINT: a server span around all of the above (app/tracing.py).
+    if tracing.install_from_env() is not None:
+        tracing.instrument_app(app)
     sessions.document_csrf(app)
     return app
 
@@ -145,6 +148,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         await anyio.to_thread.run_sync(upgrade_to_head, database_url)
         log.info("embedded PostgreSQL in %s", embedded.data_dir)
 
+    stack.push_async_callback(tracing.flush)  # the spans of the last moments exported
     pool = await create_pool(database_url, settings)
     stack.push_async_callback(pool.close)
 
