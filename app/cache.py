@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app import metrics
+from app import metrics, tokenbucket
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,28 @@ _ALL = "all"
 # One round trip: the current generation, and the answer stored under it (if any).
 # Generations are never reused: a bump writes a fresh random value, and a counter that
 # vanished (flush, eviction) is recreated from the server clock, later than any before.
-_GET_SCRIPT = """
-local generation = redis.call('GET', KEYS[1])
+# Written with placeholders for where its key and arguments are, so that the rate
+# limiter's script can run first in the same round trip (``admit_and_lookup``).
+_READ_LUA = """
+local generation = redis.call('GET', {gen_key})
 if not generation then
     local now = redis.call('TIME')
-    redis.call('SET', KEYS[1], 't' .. now[1] .. now[2], 'NX')
-    generation = redis.call('GET', KEYS[1])
+    redis.call('SET', {gen_key}, 't' .. now[1] .. now[2], 'NX')
+    generation = redis.call('GET', {gen_key})
 end
-return {generation, redis.call('GET', ARGV[1] .. generation .. ':' .. ARGV[2])}
+local stored = redis.call('GET', {list_prefix} .. generation .. ':' .. {digest})
 """
+_GET_SCRIPT = (
+    _READ_LUA.format(gen_key="KEYS[1]", list_prefix="ARGV[1]", digest="ARGV[2]")
+    + "return {generation, stored}"
+)
+# The token bucket (KEYS[1], ARGV[1..2]) and, only when it admits, the read.
+_ADMIT_AND_GET_SCRIPT = (
+    tokenbucket.ADMIT_SCRIPT
+    + "if admitted == 0 then return {admitted, wait, full_in} end\n"
+    + _READ_LUA.format(gen_key="KEYS[2]", list_prefix="ARGV[3]", digest="ARGV[4]")
+    + "return {admitted, wait, full_in, generation, stored}"
+)
 # Validity header of a stored answer: valid_from, valid_until (epoch seconds, float64).
 _HEADER = struct.Struct("!dd")
 _FOREVER = float("inf")
@@ -93,6 +106,9 @@ class SeatCache:
         self._pause_seconds = ttl_seconds + 5.0
         self._paused_until = 0.0
         self._get = redis.register_script(_GET_SCRIPT) if redis is not None else None
+        self._admit_and_get = (
+            redis.register_script(_ADMIT_AND_GET_SCRIPT) if redis is not None else None
+        )
 
     @property
     def enabled(self) -> bool:
@@ -113,6 +129,35 @@ class SeatCache:
             self._pause(exc)
             metrics.CACHE_LOOKUPS.labels("off").inc()
             return Lookup(scope, key, None, None)
+        return self._found(scope, key, generation, stored, now)
+
+    async def admit_and_lookup(
+        self, policy: tokenbucket.Policy, client: str, slot: ListingSlot, now: datetime
+    ) -> tuple[tokenbucket.Decision, Lookup | None]:
+        """The rate limiter's decision for ``client`` and, when admitted, the slot's
+        lookup: one round trip for the listing fast path (app/apilimit.py).
+
+        Only while the cache is enabled (``enabled``); a Redis error pauses the cache and
+        propagates, so that the limiter falls back to its own buckets."""
+        assert self._admit_and_get is not None
+        scope, key = _scope(slot.branch), _digest(slot.key)
+        try:
+            found = await self._admit_and_get(
+                keys=[tokenbucket.redis_key(policy, client), f"{_PREFIX}:gen:{scope}"],
+                args=[*policy.micros, f"{_PREFIX}:list:{scope}:", key],
+            )
+        except RedisError as exc:
+            self._pause(exc)
+            raise
+        decision = tokenbucket.decide(policy, bool(found[0]), found[1], found[2])
+        if not decision.admitted:
+            return decision, None
+        return decision, self._found(scope, key, found[3], found[4], now)
+
+    @staticmethod
+    def _found(
+        scope: str, key: str, generation: bytes, stored: bytes | None, now: datetime
+    ) -> Lookup:
         body = None
         if stored is not None:
             valid_from, valid_until = _HEADER.unpack_from(stored)

@@ -177,10 +177,16 @@ class IdempotencyMismatch(DomainError):
 class RateLimited(DomainError):
     status_code, code, default_detail = 429, "rate_limited", "Too many attempts, try again later"
 
-    def __init__(self, retry_after_seconds: int) -> None:
+    def __init__(
+        self,
+        retry_after_seconds: int,
+        *,
+        what: str = "attempts",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(
-            f"Too many attempts, try again in {retry_after_seconds} s",
-            headers={"Retry-After": str(retry_after_seconds)},
+            f"Too many {what}, try again in {retry_after_seconds} s",
+            headers={**(headers or {}), "Retry-After": str(retry_after_seconds)},
         )
 
 

@@ -27,7 +27,7 @@ class CachedListingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in CACHED_PATHS:
+        if scope["type"] != "http" or not is_cached_listing(scope):
             await self.app(scope, receive, send)
             return
         state = cast(dict[str, Any], scope.get("state") or {})
@@ -36,7 +36,8 @@ class CachedListingMiddleware:
         if cache is None or clock is None or not cache.enabled:
             await self.app(scope, receive, send)
             return
-        lookup = await cache.read(listing_slot(scope["path"], scope["query_string"]), clock.now())
+        # The rate limiter may have read it already, in its own round trip (app/apilimit.py).
+        lookup = scope.get(_LOOKUP_SCOPE_KEY) or await cache.read(slot_of(scope), clock.now())
         if lookup.body is None:
             scope[_LOOKUP_SCOPE_KEY] = lookup
             await self.app(scope, receive, send)
@@ -53,6 +54,20 @@ class CachedListingMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": lookup.body})
+
+
+def is_cached_listing(scope: Scope) -> bool:
+    """Whether this request is a listing that may be answered from the cache."""
+    return scope["method"] == "GET" and scope["path"] in CACHED_PATHS
+
+
+def slot_of(scope: Scope) -> ListingSlot:
+    return listing_slot(scope["path"], scope["query_string"])
+
+
+def remember_lookup(scope: Scope, lookup: Lookup) -> None:
+    """Hand a lookup made for this request to the fast path (and, on a miss, the route)."""
+    scope[_LOOKUP_SCOPE_KEY] = lookup
 
 
 def request_slot(scope: Scope) -> ListingSlot:

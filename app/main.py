@@ -13,6 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import apidocs, metrics, sessions, tracing
+from app.apilimit import ApiLimiter, RateLimitMiddleware, document_rate_limit
 from app.bodylimit import BodySizeLimitMiddleware
 from app.cache import SeatCache
 from app.clock import Clock, SystemClock
@@ -101,6 +102,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     web.install(app)  # the web app's pages and /static
     # Innermost: cached listings are answered inside CORS and the request-id middleware.
     app.add_middleware(CachedListingMiddleware)
+    # Outside the fast path (cache hits are counted too; the limiter's Redis call reads
+    # the cached answer in the same round trip), inside CORS (a browser can read the 429;
+    # preflights are not counted).
+    app.add_middleware(RateLimitMiddleware)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             JSONCORSMiddleware,
@@ -113,6 +118,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 "Retry-After",
                 "Idempotent-Replayed",
                 "Content-Disposition",
+                "RateLimit",
+                "RateLimit-Policy",
             ],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
@@ -130,6 +137,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if tracing.install_from_env() is not None:
         tracing.instrument_app(app)
     sessions.document_csrf(app)
+    document_rate_limit(app)  # 429 and the RateLimit fields on every counted operation
     return app
 
 
@@ -203,6 +211,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         publisher=publisher,
         hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
+        api_limiter=_api_limiter(settings, redis, cache, clock),
     )
     if settings.GRPC_PORT is not None:
         # In this event loop, over this state; stopped first at shutdown (streams end).
@@ -210,6 +219,22 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         await grpc.start()
         stack.push_async_callback(grpc.stop, settings.SHUTDOWN_GRACE_SECONDS)
     return state
+
+
+def _api_limiter(
+    settings: Settings, redis: Redis | None, cache: SeatCache, clock: Clock
+) -> ApiLimiter | None:
+    user = settings.user_rate_policy
+    if user is None:
+        return None
+    return ApiLimiter(
+        user=user,
+        anonymous=settings.address_rate_policy,
+        jwt_secret=settings.jwt_secret,
+        redis=redis,
+        cache=cache,
+        clock=clock,
+    )
 
 
 def load_settings() -> Settings:

@@ -33,6 +33,10 @@ SWEEP_ROWS = Counter(
     "dlsms_sweep_rows_total", "Rows changed by sweeps", ["kind"]
 )  # no_show, completed, expired_offer
 
+RATE_LIMITED = Counter(
+    "dlsms_rate_limited_total", "Requests refused by the per-client rate limit", ["policy"]
+)  # user, address
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Set by middleware that answers a request before the router could name its route.
 ROUTE_SCOPE_KEY = "dlsms.route"

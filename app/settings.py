@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.tokenbucket import Policy
+
 Environment = Literal["development", "test", "production"]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
@@ -52,6 +54,14 @@ class Settings(BaseSettings):
     BCRYPT_CONCURRENCY: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     # Failed logins per minute, per student_id and per client address.
     LOGIN_RATE_LIMIT: int = Field(10, ge=1)
+    # Per-client API rate limit (app/apilimit.py): a token bucket per signed-in user of
+    # API_RATE_BURST tokens refilled at API_RATE_LIMIT ("100/minute", "5/second"; "0"
+    # turns the whole limit off), and per client address for callers without a valid
+    # token at API_RATE_LIMIT_ANONYMOUS ("0": not limited), whose bucket holds as many
+    # seconds of its rate as the user's does (200 tokens with the defaults).
+    API_RATE_LIMIT: str = "100/minute"
+    API_RATE_BURST: int = Field(20, ge=1)
+    API_RATE_LIMIT_ANONYMOUS: str = "1000/minute"
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     # Session cookies (POST /auth/session) marked Secure even over plain HTTP: for a TLS
     # proxy that does not send X-Forwarded-Proto. Over HTTPS they are Secure anyway.
@@ -140,6 +150,14 @@ class Settings(BaseSettings):
         if value and not value.startswith(_REDIS_SCHEMES):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("API_RATE_LIMIT", "API_RATE_LIMIT_ANONYMOUS")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        value = value.strip()
+        if value != "0":
+            Policy.parse("check", value, burst=1)  # ValueError names the bad value
+        return value
 
     @field_validator("GRPC_PORT", mode="before")
     @classmethod
@@ -323,6 +341,30 @@ class Settings(BaseSettings):
     @property
     def reminder_lead(self) -> timedelta:
         return timedelta(minutes=self.REMINDER_MINUTES)
+
+    # The API rate limit's buckets.
+    @property
+    def user_rate_policy(self) -> Policy | None:
+        """The bucket per signed-in user; None when API_RATE_LIMIT=0 (no limit at all)."""
+        if self.API_RATE_LIMIT == "0":
+            return None
+        return Policy.parse("user", self.API_RATE_LIMIT, burst=self.API_RATE_BURST)
+
+    @property
+    def address_rate_policy(self) -> Policy | None:
+        """The bucket per client address, holding as many seconds of its rate as the
+        user's bucket holds of its own; None when either limit is "0"."""
+        user = self.user_rate_policy
+        if user is None or self.API_RATE_LIMIT_ANONYMOUS == "0":
+            return None
+        rate = Policy.parse("address", self.API_RATE_LIMIT_ANONYMOUS, burst=1)
+        seconds_of_burst = user.burst * user.interval
+        return Policy(
+            name="address",
+            rate=rate.rate,
+            period=rate.period,
+            burst=max(1, round(seconds_of_burst / rate.interval)),
+        )
 
     @property
     def jwt_secret(self) -> str:

@@ -4,6 +4,7 @@ from typing import TypedDict
 
 from redis.asyncio import Redis
 
+from app.apilimit import ApiLimiter
 from app.cache import SeatCache
 from app.clock import Clock
 from app.db.pool import Pool
@@ -25,3 +26,4 @@ class AppState(TypedDict):
     publisher: Publisher
     hasher: PasswordHasher
     login_limiter: LoginLimiter
+    api_limiter: ApiLimiter | None  # None: API_RATE_LIMIT=0

@@ -56,6 +56,7 @@ def server_env(database_url: str, overrides: Mapping[str, Any]) -> dict[str, str
         BCRYPT_ROUNDS="4",
         LOG_LEVEL="WARNING",
         SCHEDULER_ENABLED="false",
+        API_RATE_LIMIT="0",  # tests/api/test_rate_limit.py turns it on
     )
     env.update({name: _env_value(value) for name, value in overrides.items()})
     return env
