@@ -1,4 +1,5 @@
-"""Logging setup: one JSON object per line (or plain text), each with its request id.
+"""Logging setup: one JSON object per line (or plain text), each with its request id
+(and, in JSON, the trace id of the current span when tracing is on: app/tracing.py).
 
 Plain text when standard error is a terminal (a human reads it), JSON otherwise (a log
 collector does); ``LOG_FORMAT=json`` or ``text`` says which, whatever stderr is.
@@ -12,6 +13,7 @@ import sys
 from contextvars import ContextVar
 from typing import Literal, TextIO
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -22,6 +24,16 @@ LogFormat = Literal["auto", "json", "text"]
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        return True
+
+
+class _TraceIdFilter(logging.Filter):
+    """``trace_id``: the current span's (32 hex digits), "-" outside a trace or with
+    tracing off (then there is never a valid span: a context variable read, no more)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = trace.format_trace_id(context.trace_id) if context.is_valid else "-"
         return True
 
 
@@ -59,7 +71,7 @@ def resolve_format(log_format: LogFormat, stream: TextIO) -> Literal["json", "te
 def _formatter(log_format: Literal["json", "text"]) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter(
-            "{asctime}{levelname}{name}{request_id}{message}",
+            "{asctime}{levelname}{name}{request_id}{trace_id}{message}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
@@ -71,6 +83,7 @@ def _formatter(log_format: Literal["json", "text"]) -> logging.Formatter:
 def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
+    handler.addFilter(_TraceIdFilter())
     handler.addFilter(_RedactAccessToken())
     handler.setFormatter(_formatter(resolve_format(log_format, sys.stderr)))
     root = logging.getLogger()

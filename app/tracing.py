@@ -155,18 +155,24 @@ async def flush() -> None:
         await anyio.to_thread.run_sync(_provider.force_flush)
 
 
-@contextmanager
-def delivery_span(kind: str, attempt: int) -> Iterator[Span]:
-    """A span for one outbox delivery attempt (``kind``: email, webhook); the caller
-    sets the outcome with ``set_outcome``. Current while open: SQL spans nest under it
-    and ``inject_traceparent`` sends its context on."""
-    tracer = trace.get_tracer(__name__)
-    with tracer.start_as_current_span(
+def start_delivery_span(kind: str, attempt: int) -> Span:
+    """A span for one outbox delivery attempt (``kind``: email, webhook), started, not
+    current, not ended: for an attempt whose outcome is settled elsewhere."""
+    # The tracer is asked for each time (not kept at import): tests replace the provider.
+    return trace.get_tracer(__name__).start_span(
         f"outbox deliver {kind}",
         kind=SpanKind.CLIENT if kind == "webhook" else SpanKind.INTERNAL,
         attributes={"dlsms.outbox.kind": kind, "dlsms.outbox.attempt": attempt},
-    ) as span:
-        yield span
+    )
+
+
+@contextmanager
+def delivery_span(kind: str, attempt: int, span: Span | None = None) -> Iterator[Span]:
+    """One outbox delivery attempt's span (or ``span``, started before), current while
+    open (SQL spans nest under it; ``inject_traceparent`` sends its context), ended at
+    the end; the caller sets the outcome with ``set_outcome``."""
+    with trace.use_span(span or start_delivery_span(kind, attempt), end_on_exit=True) as used:
+        yield used
 
 
 def set_outcome(span: Span, outcome: str, *, error: str | None = None) -> None:

@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from app import tracing
 from app.grpc.auth import AuthServicer
 from app.grpc.errors import ErrorInterceptor
 from app.grpc.generated import dlsms_pb2 as pb
@@ -61,7 +62,9 @@ class GrpcServer:
         # Set at shutdown: open streams end at once (the client reconnects elsewhere).
         self.shutdown = anyio.Event()
         self.health = HealthWatcher(state["pool"], SERVICES, health_interval)
-        self.server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=OPTIONS)
+        # With tracing on, its span per call is outermost (it sees the status we answer).
+        interceptors = [*tracing.grpc_interceptors(), ErrorInterceptor()]
+        self.server = grpc.aio.server(interceptors=interceptors, options=OPTIONS)
         pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(state), self.server)
         pb_grpc.add_SeatServiceServicer_to_server(SeatServicer(state, self.shutdown), self.server)
         pb_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(state), self.server)

@@ -29,11 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from prometheus_client import Counter, Gauge
 
 from app.db import outbox as outbox_db
 from app.db.pool import Pool, connection
 from app.services.mail import PermanentFailure, SmtpConfig, SmtpSender, build_message, message_id
+from app.tracing import delivery_span, set_outcome, start_delivery_span
 
 log = logging.getLogger(__name__)
 
@@ -137,32 +140,26 @@ async def _sender(
     pool: Pool, config: SmtpConfig, queue: deque[outbox_db.Claimed], *, now: datetime
 ) -> DeliveryResult:
     """One connection taking messages from ``queue`` until it is empty or the relay fails;
-    on a failure the rest of the queue is rescheduled too (the relay is likely down)."""
+    on a failure the rest of the queue is rescheduled too (the relay is likely down).
+    Each message's attempt is a span (tracing on), the rescheduled ones' included."""
     sent = retried = dead = 0
+    # The message the relay failed on and its span, still open (its outcome comes below).
     current: outbox_db.Claimed | None = None
+    failing: Span | None = None
     try:
         async with SmtpSender(config) as smtp:
             while queue:
-                current = queue.popleft()
-                try:
+                message = queue.popleft()  # the queue is shared by this batch's senders
+                span = start_delivery_span("email", message.attempts)
+                with trace.use_span(span, end_on_exit=False):
                     try:
-                        mime = build_message(
-                            current.payload,
-                            sender=config.sender,
-                            message_id=message_id(current.id, config.sender),
-                        )
-                    except Exception as exc:  # no retry mends it; the relay is not at fault
-                        raise PermanentFailure(f"unusable payload: {exc!r}") from exc
-                    await smtp.send(mime)
-                except PermanentFailure as exc:
-                    await failed(pool, current, now=now, error=str(exc), permanent=True)
-                    dead += 1
-                    current = None
-                    continue
-                async with connection(pool) as conn:
-                    await outbox_db.mark_sent(conn, current.id, now=now)
-                sent += 1
-                current = None
+                        outcome = await _send_one(pool, config, smtp, message, now=now)
+                    except Exception:  # the relay: this one waits with the rest (below)
+                        current, failing = message, span
+                        raise
+                set_outcome(span, outcome)
+                span.end()
+                sent, dead = sent + (outcome == "sent"), dead + (outcome == "dead")
     except Exception as exc:  # the relay is down or broke off: the rest waits
         error = f"{type(exc).__name__}: {exc}"
         waiting = ([current] if current is not None else []) + list(queue)
@@ -175,11 +172,34 @@ async def _sender(
                 len(waiting),
             )
         for message in waiting:
-            if await failed(pool, message, now=now, error=error, permanent=False):
-                dead += 1
-            else:
-                retried += 1
+            with delivery_span("email", message.attempts, failing) as span:
+                gave_up = await failed(pool, message, now=now, error=error, permanent=False)
+                set_outcome(span, "dead" if gave_up else "retry", error=error)
+            failing = None
+            dead, retried = dead + gave_up, retried + (not gave_up)
     return DeliveryResult(sent, retried, dead)
+
+
+async def _send_one(
+    pool: Pool, config: SmtpConfig, smtp: SmtpSender, message: outbox_db.Claimed, *, now: datetime
+) -> str:
+    """``sent`` or ``dead`` (refused for good); a relay failure raises."""
+    try:
+        try:
+            mime = build_message(
+                message.payload,
+                sender=config.sender,
+                message_id=message_id(message.id, config.sender),
+            )
+        except Exception as exc:  # no retry mends it; the relay is not at fault
+            raise PermanentFailure(f"unusable payload: {exc!r}") from exc
+        await smtp.send(mime)
+    except PermanentFailure as exc:
+        await failed(pool, message, now=now, error=str(exc), permanent=True)
+        return "dead"
+    async with connection(pool) as conn:
+        await outbox_db.mark_sent(conn, message.id, now=now)
+    return "sent"
 
 
 async def failed(

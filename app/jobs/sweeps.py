@@ -6,8 +6,10 @@ the time it releases commit together; the changes are published after COMMIT. An
 number of instances may sweep at the same moment: each row changes once and notifies once.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+
+from opentelemetry import trace
 
 from app.db import idempotency as idempotency_db
 from app.db import sweeps as sweeps_db
@@ -118,9 +120,14 @@ async def run_all(
     pool: Pool, publisher: Publisher, settings: Settings, *, now: datetime
 ) -> SweepResult:
     """Every sweep once, in an order where each can feed the next: offers expire first
-    (their time is offered on), then no-shows, then completions."""
-    expired = await expire_offers(pool, publisher, settings, now=now)
-    no_shows = await mark_no_shows(pool, publisher, settings, now=now)
-    completed = await complete_checked_in(pool, publisher, settings, now=now)
-    keys = await forget_idempotency_keys(pool, now=now)
-    return SweepResult(no_shows, completed, expired, keys)
+    (their time is offered on), then no-shows, then completions. One span (tracing on:
+    app/tracing.py) with the rows each sweep changed; its SQL spans nest under it."""
+    with trace.get_tracer(__name__).start_as_current_span("sweep") as span:
+        expired = await expire_offers(pool, publisher, settings, now=now)
+        no_shows = await mark_no_shows(pool, publisher, settings, now=now)
+        completed = await complete_checked_in(pool, publisher, settings, now=now)
+        keys = await forget_idempotency_keys(pool, now=now)
+        result = SweepResult(no_shows, completed, expired, keys)
+        if span.is_recording():
+            span.set_attributes({f"dlsms.sweep.{k}": v for k, v in asdict(result).items()})
+        return result

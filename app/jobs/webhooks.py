@@ -23,6 +23,7 @@ import time
 from datetime import datetime, timedelta
 
 import httpx2
+from opentelemetry import trace
 from standardwebhooks import Webhook
 
 from app.db import outbox as outbox_db
@@ -33,6 +34,7 @@ from app.jobs.outbox import DeliveryResult
 from app.services import webhooks as webhooks_service
 from app.services.webhooks import UnsafeTarget, resolve_target
 from app.settings import Settings
+from app.tracing import delivery_span, inject_traceparent, set_outcome
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +112,27 @@ async def _deliver_one(
     *,
     now: datetime,
 ) -> str:
-    """One attempt: ``sent``, ``retry`` or ``dead``."""
+    """One attempt: ``sent``, ``retry`` or ``dead``; a span of its own (tracing on),
+    whose context the receiver gets in ``traceparent``."""
+    with delivery_span("webhook", message.attempts) as span:
+        outcome, error = await _attempt(pool, settings, client, message, endpoint, now=now)
+        set_outcome(span, outcome, error=error)
+        return outcome
+
+
+async def _attempt(
+    pool: Pool,
+    settings: Settings,
+    client: httpx2.AsyncClient,
+    message: outbox_db.Claimed,
+    endpoint: webhooks_db.Target | None,
+    *,
+    now: datetime,
+) -> tuple[str, str | None]:
+    """The outcome and, for a failure, why."""
     if endpoint is None or not endpoint.active:
         await outbox_job.failed(pool, message, now=now, error="endpoint inactive", permanent=True)
-        return "dead"
+        return "dead", "endpoint inactive"
     status_code: int | None = None
     try:
         target = await resolve_target(endpoint.url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE)
@@ -128,17 +147,19 @@ async def _deliver_one(
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(endpoint.secret).sign(msg_id, now, body),
         }
+        inject_traceparent(headers)  # nothing with tracing off
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         # Streamed, and the answer's body never read: only its status counts.
         async with client.stream(
             "POST", target.connect_url, content=body, headers=headers, extensions=extensions
         ) as response:
             status_code = response.status_code
+        trace.get_current_span().set_attribute("http.response.status_code", status_code)
         if 200 <= status_code < 300:
             async with connection(pool) as conn:
                 await outbox_db.mark_sent(conn, message.id, now=now, status_code=status_code)
                 await webhooks_db.succeeded(conn, endpoint.id)
-            return "sent"
+            return "sent", None
         error = f"HTTP {status_code}"
     except UnsafeTarget as exc:
         error = f"refused: {exc}"
@@ -157,7 +178,7 @@ async def _deliver_one(
         )
     if disabled:
         log.warning("webhook endpoint %d set inactive after 24 h of failures", endpoint.id)
-    return "dead" if dead else "retry"
+    return ("dead" if dead else "retry"), error
 
 
 async def tick(
