@@ -1,13 +1,15 @@
 """What every servicer needs from a call: the process's state, the caller (the same
 JWT check as HTTP's ``CurrentUser``), the client's address and the clock."""
 
+import math
 from datetime import datetime
 from typing import Any, cast
 
 import grpc
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.errors import Forbidden, NotAuthenticated
+from app.apilimit import header_fields
+from app.errors import Forbidden, NotAuthenticated, RateLimited
 from app.models import TokenUser
 from app.security import decode_token
 from app.state import AppState
@@ -36,6 +38,24 @@ class Servicer:
         if not user.is_admin:
             raise Forbidden("This needs the admin role")
         return user
+
+
+async def admit(state: AppState, context: Context) -> None:
+    """Count a unary call against its client's bucket, as HTTP counts a request (api.md,
+    "Limits and operations"); past it, ``RateLimited`` (``RESOURCE_EXHAUSTED`` with
+    ``RetryInfo``). The bucket's state goes out as initial metadata, HTTP's fields."""
+    limiter = state["api_limiter"]
+    if limiter is None:
+        return
+    address = await client_address(context, state["settings"].FORWARDED_ALLOW_IPS)
+    verdict = await limiter.admit_call(bearer_token(context), address)
+    if verdict is None:
+        return
+    policy, decision = verdict
+    fields = header_fields(policy, decision)
+    await context.send_initial_metadata([(k.decode(), v.decode()) for k, v in fields])
+    if not decision.admitted:
+        raise RateLimited(max(1, math.ceil(decision.retry_after)), what="requests")
 
 
 def bearer_token(context: Context) -> str | None:

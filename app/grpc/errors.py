@@ -123,10 +123,15 @@ UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-def _guard_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+Admit = Callable[[Context], Awaitable[None]]
+
+
+def _guard_unary(method: str, behavior: UnaryBehavior, admit: Admit | None) -> UnaryBehavior:
     async def guarded(request: Any, context: Context) -> Any:
         started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
         try:
+            if admit is not None:
+                await admit(context)  # the rate limit: raises RateLimited past it
             answer = await behavior(request, context)
             code = grpc.StatusCode.OK
             return answer
@@ -164,7 +169,11 @@ def _guard_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps our services' unary-unary and unary-stream handlers in the mapping above."""
+    """Wraps our services' unary-unary and unary-stream handlers in the mapping above;
+    ``admit`` is asked first on every unary call (streams are not counted)."""
+
+    def __init__(self, admit: Admit | None = None) -> None:
+        self._admit = admit
 
     async def intercept_service(
         self,
@@ -181,7 +190,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             unary = cast(UnaryBehavior, handler.unary_unary)
             return grpc.unary_unary_rpc_method_handler(
-                cast(Any, _guard_unary(handler_call_details.method, unary)),
+                cast(Any, _guard_unary(handler_call_details.method, unary, self._admit)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -2,6 +2,7 @@
 when GRPC_PORT is set, over the same pool, Redis, publisher, broker, settings and clock
 as the HTTP side (api.md, "gRPC")."""
 
+import functools
 import logging
 
 import anyio
@@ -10,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app import tracing
+from app.grpc import calls
 from app.grpc.auth import AuthServicer
 from app.grpc.errors import ErrorInterceptor
 from app.grpc.generated import dlsms_pb2 as pb
@@ -63,7 +65,10 @@ class GrpcServer:
         self.shutdown = anyio.Event()
         self.health = HealthWatcher(state["pool"], SERVICES, health_interval)
         # With tracing on, its span per call is outermost (it sees the status we answer).
-        interceptors = [*tracing.grpc_interceptors(), ErrorInterceptor()]
+        interceptors = [
+            *tracing.grpc_interceptors(),
+            ErrorInterceptor(admit=functools.partial(calls.admit, state)),
+        ]
         self.server = grpc.aio.server(interceptors=interceptors, options=OPTIONS)
         pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(state), self.server)
         pb_grpc.add_SeatServiceServicer_to_server(SeatServicer(state, self.shutdown), self.server)
