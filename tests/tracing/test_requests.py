@@ -13,6 +13,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -20,13 +21,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from app import tracing
+from app.grpc.generated import dlsms_pb2 as pb
 from app.logs import configure_logging
 from app.main import create_app
 from tests.conftest import ClientFactory, make_settings
 from tests.factories import Student, add_branch, add_seat, booked
+from tests.grpc.conftest import GrpcFactory, make_grpc
 from tests.tracing.conftest import by_id, root_of
 
 pytestmark = pytest.mark.redis
+
+__all__ = ["make_grpc"]  # the fixture, from tests/grpc
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -226,3 +231,24 @@ async def _student(db: asyncpg.Connection) -> Student:
     from tests.factories import add_student
 
     return await add_student(db, "S0000001")
+
+
+async def test_a_grpc_call_is_one_trace_with_its_sql_inside_and_health_checks_none(
+    spans: InMemorySpanExporter, make_grpc: GrpcFactory, db: asyncpg.Connection
+) -> None:
+    await add_seat(db, await add_branch(db, "Main Library"), "A1")
+    app = await make_grpc()
+    health: Any = health_pb2_grpc.HealthStub(app.channel)  # typed for grpc.Channel only
+    assert (await health.Check(health_pb2.HealthCheckRequest())).status == 1  # SERVING
+    spans.clear()
+
+    answer = await app.seats.GetSeats(pb.GetSeatsRequest())
+    await health.Check(health_pb2.HealthCheckRequest())
+
+    assert answer.total == 1
+    recorded = spans.get_finished_spans()
+    [server] = [s for s in recorded if s.kind == SpanKind.SERVER]
+    assert server.name == "/dlsms.v1.SeatService/GetSeats"
+    spans_by_id = by_id(recorded)
+    sql = [s for s in recorded if _system(s) == "postgresql" and root_of(s, spans_by_id) is server]
+    assert sql
