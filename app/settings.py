@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     SCHEDULER_ENABLED: bool = True
     DB_POOL_MIN_SIZE: int = Field(2, ge=0)
     DB_POOL_MAX_SIZE: int = Field(20, ge=1)
+    # asyncpg's per-connection cache of named prepared statements (its default, 100).
+    # 0 behind PgBouncer older than 1.21 in transaction mode: unnamed statements only,
+    # which survive a connection being handed to another server per transaction.
+    DB_STATEMENT_CACHE_SIZE: int = Field(100, ge=0)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: text when standard error is a terminal, else JSON (for log collectors).
     LOG_FORMAT: Literal["auto", "json", "text"] = "auto"

@@ -61,6 +61,8 @@ async def create_pool(database_url: str, settings: Settings) -> Pool:
         # reconnected to lazily instead of leaving dead sockets in the pool.
         max_inactive_connection_lifetime=60,
         command_timeout=30,
+        # 0 turns named prepared statements off (PgBouncer < 1.21, transaction pooling).
+        statement_cache_size=settings.DB_STATEMENT_CACHE_SIZE,
     )
     assert pool is not None
     return pool
