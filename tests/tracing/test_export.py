@@ -9,12 +9,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -28,13 +31,34 @@ from tests.realtime.servers import free_port
 pytestmark = pytest.mark.slow
 
 
-class OtlpHttpEndpoint:
-    """A collector's OTLP/HTTP traces endpoint: keeps every export request, decoded."""
+class Received:
+    """Every export request a collector endpoint got, decoded."""
+
+    url: str
 
     def __init__(self) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
         self._lock = threading.Lock()
+
+    def spans(self) -> list[tuple[dict[str, Any], Span]]:
+        """Every span received, with its resource's attributes."""
+        with self._lock:
+            requests = list(self.requests)
+        return [
+            (_attributes(resource_spans.resource.attributes), span)
+            for request in requests
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+
+
+class OtlpHttpEndpoint(Received):
+    """A collector's OTLP/HTTP traces endpoint (protobuf POSTed to /v1/traces)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,18 +89,6 @@ class OtlpHttpEndpoint:
         self._server.shutdown()
         self._server.server_close()
 
-    def spans(self) -> list[tuple[dict[str, Any], Span]]:
-        """Every span received, with its resource's attributes."""
-        with self._lock:
-            requests = list(self.requests)
-        return [
-            (_attributes(resource_spans.resource.attributes), span)
-            for request in requests
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
-
 
 def _attributes(values: Any) -> dict[str, Any]:
     def value(kv: KeyValue) -> Any:
@@ -106,19 +118,45 @@ def wait_for(probe: Callable[[], Any], *, within: float, what: str) -> Any:
         time.sleep(0.1)
 
 
-def test_serve_exports_a_requests_trace_over_otlp_http(
-    fresh_database: Callable[[str], str], tmp_path: Path, collector: OtlpHttpEndpoint
-) -> None:
+class OtlpGrpcEndpoint(Received):
+    """A collector's OTLP/gRPC traces service (TraceService/Export)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        endpoint = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> ExportTraceServiceResponse:
+                with endpoint._lock:
+                    endpoint.requests.append(request)
+                return ExportTraceServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._server)  # type: ignore[no-untyped-call]
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self._server.stop(0)
+
+
+def serve_and_get_seats(
+    database_url: str, tmp_path: Path, collector: Received, **env_extra: str
+) -> tuple[dict[str, Any], Span, list[Span]]:
+    """``dlsms serve`` exporting to ``collector``; one GET /seats. The server span that
+    arrived for it (with its resource's attributes) and the SQL spans of its trace."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = cli_env(
-        fresh_database("tracing_export"),
+        database_url,
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
         OTEL_BSP_SCHEDULE_DELAY="100",  # ms: exported at once, not after 5 s
         SCHEDULER_ENABLED="false",  # only the request's spans (and the ticker's SQL)
     )
     for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED"):
         env.pop(name, None)
+    env.update(env_extra)
     with (tmp_path / "stderr.txt").open("wb") as err:
         proc = subprocess.Popen(
             [DLSMS, "serve", "--port", str(port)],
@@ -156,12 +194,41 @@ def test_serve_exports_a_requests_trace_over_otlp_http(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    # /ready (polled until the server answered) was not traced.
+    assert not [s for _, s in collector.spans() if s.name.endswith("/ready")]
+    return resource, server, sql
+
+
+def test_serve_exports_a_requests_trace_over_otlp_http(
+    fresh_database: Callable[[str], str], tmp_path: Path, collector: OtlpHttpEndpoint
+) -> None:
+    resource, server, sql = serve_and_get_seats(
+        fresh_database("tracing_export"), tmp_path, collector
+    )
 
     assert set(collector.paths) == {"/v1/traces"}
     assert resource["service.name"] == "dlsms"
     assert _attributes(server.attributes).get("http.route") == "/seats"
     assert not server.parent_span_id  # the root of its trace
     assert all(span.parent_span_id for span in sql)
-    # /ready (polled until the server answered) was not traced.
-    assert not [s for _, s in collector.spans() if s.name.endswith("/ready")]
-    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+
+
+def test_serve_exports_over_otlp_grpc_when_asked_and_names_itself_as_told(
+    fresh_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    collector = OtlpGrpcEndpoint()
+    try:
+        resource, server, sql = serve_and_get_seats(
+            fresh_database("tracing_export_grpc"),
+            tmp_path,
+            collector,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_RESOURCE_ATTRIBUTES="service.name=seats-east,deployment.environment=test",
+        )
+    finally:
+        collector.stop()
+
+    assert resource["service.name"] == "seats-east"
+    assert resource["deployment.environment"] == "test"
+    assert sql and server.name == "GET /seats"
