@@ -505,3 +505,42 @@ def test_checkov_finds_nothing_that_is_not_waived_in_the_file(tmp_path: Path) ->
         assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
     # Every waiver in the files is still needed (a fixed finding drops its waiver).
     assert {check["check_id"] for check in skipped} == waivers()
+
+
+# --- the documentation's example -------------------------------------------------------
+
+
+def kustomize_major() -> int:
+    """The major version of kubectl's kustomize (kubectl 1.20 does not say: v2)."""
+    result = subprocess.run(
+        [kubectl(), "version", "--client"], capture_output=True, text=True, timeout=30
+    )
+    found = re.search(r"Kustomize Version: v(\d+)", result.stdout)
+    return int(found.group(1)) if found else 2
+
+
+def test_the_overlay_in_docs_kubernetes_md_renders_what_it_says(tmp_path: Path) -> None:
+    if kustomize_major() < 4:
+        pytest.skip("the documented overlay uses `resources`/`patches`, kustomize v4+")
+    text = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    example = re.search(r"```yaml\n# my-campus/kustomization.yaml\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    # Placed where the example's relative path expects: beside the repository's deploy/.
+    overlay = tmp_path / "my-campus"
+    overlay.mkdir()
+    (tmp_path / "deploy").symlink_to(REPO_ROOT / "deploy")
+    (overlay / "kustomization.yaml").write_text(example.group(1))
+
+    docs = kustomize(overlay)
+
+    hosts = {i["metadata"]["name"]: i["spec"]["rules"][0]["host"] for i in find(docs, "Ingress")}
+    assert hosts.pop("dlsms-grpc") == "grpc.seats.library.example.edu"
+    assert set(hosts.values()) == {"seats.library.example.edu"}
+    deployment = one(docs, "Deployment")
+    assert container(deployment)["image"] == "registry.example.edu/dlsms:0.1.0"
+    config = config_of(docs, deployment)
+    assert config["PUBLIC_URL"] == "https://seats.library.example.edu"
+    assert config["DB_POOL_MAX_SIZE"] == "15"  # the campus overlay's, kept by the merge
+    assert one(docs, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 10
+    for doc in docs:
+        kubernetes_validate.validate(doc, SCHEMA_VERSIONS[0], strict=True)
