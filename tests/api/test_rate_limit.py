@@ -197,7 +197,7 @@ async def _commands_during(
             response = await request()
             assert response.status_code == 200, response.text
             assert "RateLimit" in response.headers
-        await marker.execute_command("ECHO", "done")  # the end of what to look at
+        await marker.echo("done")  # the end of what to look at
         async for command in monitor.listen():
             if command["command"].startswith("ECHO"):
                 break

@@ -35,7 +35,7 @@ async def test_unary_calls_share_the_users_bucket_with_http(
     )
 
     assert metadata["ratelimit-policy"] == '"user";q=60;w=60'
-    assert metadata["ratelimit"].startswith('"user";r=1;')
+    assert str(metadata["ratelimit"]).startswith('"user";r=1;')
     assert over_http.status_code == 200  # the second token
     retry = retry_info(error)
     assert retry is not None and retry.retry_delay.seconds == 1
