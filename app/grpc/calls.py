@@ -8,6 +8,7 @@ from typing import Any, cast
 import grpc
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app import metrics
 from app.apilimit import header_fields
 from app.errors import Forbidden, NotAuthenticated, RateLimited
 from app.models import TokenUser
@@ -55,6 +56,7 @@ async def admit(state: AppState, context: Context) -> None:
     fields = header_fields(policy, decision)
     await context.send_initial_metadata([(k.decode(), v.decode()) for k, v in fields])
     if not decision.admitted:
+        metrics.RATE_LIMITED.labels(policy.name).inc()
         raise RateLimited(max(1, math.ceil(decision.retry_after)), what="requests")
 
 
