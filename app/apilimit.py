@@ -14,8 +14,8 @@ the web app's static files (a page load fetches several; they cost nothing to se
 
 The client is the one ProxyHeadersMiddleware (outside this one) established: the peer,
 or the address a trusted proxy forwarded. IPv6 clients are counted per /64, the block
-one host gets. A token is verified once and remembered until it expires, so identifying
-the user costs a dictionary lookup on every later request.
+one host gets. Tokens are verified through the app's TokenVerifier (app/security.py),
+which remembers valid ones: identifying the user is a dictionary lookup.
 """
 
 import ipaddress
@@ -34,7 +34,7 @@ from app import fastpath, metrics, sessions
 from app.cache import SeatCache
 from app.clock import Clock
 from app.errors import DomainError, RateLimited, error_response
-from app.security import decode_token
+from app.security import TokenVerifier
 from app.tokenbucket import ADMIT_ONLY_SCRIPT, Decision, MemoryBuckets, Policy, decide, redis_key
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ EXEMPT_PREFIXES = ("/static/",)
 # After a Redis error, count in memory for this long before trying Redis again: a down
 # Redis must not add its connect timeout to every request.
 _REDIS_PAUSE_SECONDS = 5.0
-_TOKEN_MEMORY = 50_000  # verified tokens remembered; forgotten all at once past it
 
 
 class ApiLimiter:
@@ -57,21 +56,20 @@ class ApiLimiter:
         *,
         user: Policy,
         anonymous: Policy | None,
-        jwt_secret: str,
+        tokens: TokenVerifier,
         redis: Redis | None,
         cache: SeatCache,
         clock: Clock,
     ) -> None:
         self.user = user
         self.anonymous = anonymous
-        self._secret = jwt_secret
+        self._tokens = tokens
         self._redis = redis
         self._cache = cache
         self._clock = clock
         self._admit = redis.register_script(ADMIT_ONLY_SCRIPT) if redis else None
         self._memory = MemoryBuckets()
         self._redis_paused_until = 0.0
-        self._users: dict[str, tuple[int, float]] = {}  # token -> (user id, expiry, epoch s)
 
     async def admit(self, scope: Scope) -> tuple[Policy, Decision] | None:
         """The bucket this HTTP request was counted in and the verdict; None when the
@@ -127,17 +125,10 @@ class ApiLimiter:
 
     def _user_of(self, token: str) -> int | None:
         """The signed-in user's id, when ``token`` is valid."""
-        known = self._users.get(token)
-        if known is not None and known[1] > time.time():
-            return known[0]
         try:
-            claims = decode_token(token, secret=self._secret)
+            return self._tokens.user(token).id
         except DomainError:
             return None  # counted by address; the route answers 401 if it needs a user
-        if len(self._users) >= _TOKEN_MEMORY:
-            self._users.clear()
-        self._users[token] = (claims.user.id, claims.expires_at.timestamp())
-        return claims.user.id
 
 
 def _token_of(scope: Scope) -> str | None:

@@ -15,7 +15,7 @@ from app.models import TokenUser
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
-from app.security import PasswordHasher, decode_token
+from app.security import PasswordHasher
 from app.settings import Settings
 from app.state import AppState
 
@@ -67,16 +67,15 @@ async def _now(request: Request) -> datetime:
 async def _current_user(
     request: Request,
     token: Annotated[str | None, Depends(_bearer)],
-    settings: Annotated[Settings, Depends(_settings)],
 ) -> TokenUser:
     """The Bearer token's user, else the session cookie's; a write that the cookie alone
     authenticates must carry the CSRF header (app/sessions.py)."""
     if token:  # the header wins over a cookie sent along
-        return decode_token(token, secret=settings.jwt_secret).user
+        return app_state(request)["tokens"].user(token)
     cookie = request.cookies.get(sessions.SESSION_COOKIE)
     if not cookie:
         raise NotAuthenticated()
-    user = decode_token(cookie, secret=settings.jwt_secret).user
+    user = app_state(request)["tokens"].user(cookie)
     sessions.check_csrf(request)
     return user
 
@@ -84,7 +83,6 @@ async def _current_user(
 async def _stream_user(
     request: Request,
     token: Annotated[str | None, Depends(_bearer)],
-    settings: Annotated[Settings, Depends(_settings)],
     access_token: Annotated[
         str | None, Query(max_length=4096, description="The JWT, for browsers' EventSource")
     ] = None,
@@ -93,13 +91,12 @@ async def _stream_user(
     token = token or access_token or request.cookies.get(sessions.SESSION_COOKIE)
     if not token:
         raise NotAuthenticated()
-    return decode_token(token, secret=settings.jwt_secret).user
+    return app_state(request)["tokens"].user(token)
 
 
 async def _optional_user(
     request: Request,
     token: Annotated[str | None, Depends(_bearer)],
-    settings: Annotated[Settings, Depends(_settings)],
 ) -> TokenUser | None:
     """The caller, when a token (header, else session cookie) is sent; None when none is.
     A token that is sent but invalid or expired is a 401 ``invalid_token`` as everywhere
@@ -107,7 +104,7 @@ async def _optional_user(
     token = token or request.cookies.get(sessions.SESSION_COOKIE)
     if not token:
         return None
-    return decode_token(token, secret=settings.jwt_secret).user
+    return app_state(request)["tokens"].user(token)
 
 
 async def _admin_user(user: Annotated[TokenUser, Depends(_current_user)]) -> TokenUser:

@@ -46,7 +46,7 @@ from app.routers import (
     waitlist,
     webhooks_admin,
 )
-from app.security import PasswordHasher
+from app.security import PasswordHasher, TokenVerifier
 from app.securityheaders import SecurityHeadersMiddleware
 from app.services.outbox import mail_writer
 from app.settings import Settings, describe_validation_error
@@ -200,6 +200,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
     gc.collect()
     gc.freeze()
 
+    tokens = TokenVerifier(settings.jwt_secret)
     state = AppState(
         settings=settings,
         clock=clock,
@@ -210,8 +211,9 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         broker=broker,
         publisher=publisher,
         hasher=PasswordHasher(settings.BCRYPT_ROUNDS, settings.BCRYPT_CONCURRENCY),
+        tokens=tokens,
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
-        api_limiter=_api_limiter(settings, redis, cache, clock),
+        api_limiter=_api_limiter(settings, tokens, redis, cache, clock),
     )
     if settings.GRPC_PORT is not None:
         # In this event loop, over this state; stopped first at shutdown (streams end).
@@ -222,7 +224,11 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
 
 
 def _api_limiter(
-    settings: Settings, redis: Redis | None, cache: SeatCache, clock: Clock
+    settings: Settings,
+    tokens: TokenVerifier,
+    redis: Redis | None,
+    cache: SeatCache,
+    clock: Clock,
 ) -> ApiLimiter | None:
     user = settings.user_rate_policy
     if user is None:
@@ -230,7 +236,7 @@ def _api_limiter(
     return ApiLimiter(
         user=user,
         anonymous=settings.address_rate_policy,
-        jwt_secret=settings.jwt_secret,
+        tokens=tokens,
         redis=redis,
         cache=cache,
         clock=clock,

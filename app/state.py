@@ -11,7 +11,7 @@ from app.db.pool import Pool
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
-from app.security import PasswordHasher
+from app.security import PasswordHasher, TokenVerifier
 from app.settings import Settings
 
 
@@ -25,5 +25,6 @@ class AppState(TypedDict):
     broker: Broker
     publisher: Publisher
     hasher: PasswordHasher
+    tokens: TokenVerifier  # verified tokens, remembered until they expire
     login_limiter: LoginLimiter
     api_limiter: ApiLimiter | None  # None: API_RATE_LIMIT=0

@@ -12,7 +12,6 @@ from app import metrics
 from app.apilimit import header_fields
 from app.errors import Forbidden, NotAuthenticated, RateLimited
 from app.models import TokenUser
-from app.security import decode_token
 from app.state import AppState
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -32,7 +31,7 @@ class Servicer:
         token = bearer_token(context)
         if token is None:
             raise NotAuthenticated()
-        return decode_token(token, secret=self.state["settings"].jwt_secret).user
+        return self.state["tokens"].user(token)
 
     def admin(self, context: Context) -> TokenUser:
         user = self.user(context)
