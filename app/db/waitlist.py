@@ -58,7 +58,13 @@ _FREE_SEAT_EXISTS = f"""
 
 # The next entry to offer time on seat $1 (of branch $2) released over $3: the seat's
 # own queue first, then the branch's; the entry's whole interval must be free on the
-# seat and for its owner; entries already tried in this round ($5) are skipped.
+# seat; entries already tried in this round ($5) are skipped. Whether the owner is free
+# then is left to the insert (reservations_user_no_overlap refuses it; the caller tries
+# the next entry): as an anti-join here it made the plan hang on the statistics. With an
+# empty table's statistics (right after a rush, before autovacuum analyzes) PostgreSQL
+# probed each of thousands of candidates through the range-only index, scanning every
+# booking of the slot for each: seconds per release instead of milliseconds. The seat's
+# probe has a constant seat, which every plan answers from (seat_id, range).
 # SKIP LOCKED: an entry another transaction is offering right now is not ours to take.
 _NEXT_CANDIDATE = f"""
     SELECT w.id, w.user_id, w.start_time, w.end_time FROM waitlist_entries w
@@ -70,11 +76,6 @@ _NEXT_CANDIDATE = f"""
       AND NOT EXISTS (
           SELECT 1 FROM reservations r
           WHERE r.seat_id = $1 AND r.{_ACTIVE}
-            AND tstzrange(r.start_time, r.end_time, '[)')
-                && tstzrange(w.start_time, w.end_time, '[)'))
-      AND NOT EXISTS (
-          SELECT 1 FROM reservations r
-          WHERE r.user_id = w.user_id AND r.{_ACTIVE}
             AND tstzrange(r.start_time, r.end_time, '[)')
                 && tstzrange(w.start_time, w.end_time, '[)'))
     ORDER BY w.seat_id IS NULL, w.created_at, w.id

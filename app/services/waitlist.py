@@ -247,7 +247,7 @@ async def offer_released(
             expires_at=expires_at,
             now=now,
         )
-        if reservation_id is None:  # a concurrent booking took part of it first
+        if reservation_id is None:  # its owner is busy then, or a booking took part of it
             continue
         await waitlist_db.mark_offered(
             conn, candidate["id"], reservation_id=reservation_id, expires_at=expires_at, now=now
