@@ -201,6 +201,10 @@ class Offers:
                         self.start,
                     )
                     if held == 0:
+                        # The service's work is done (every offer claimed, nothing HELD):
+                        # fresh statistics for the check now change nothing measured, and
+                        # without them (--no-analyze) its self-joins took minutes.
+                        await conn.execute("ANALYZE reservations; ANALYZE waitlist_entries")
                         lost = await conn.fetchval(self.lost_offers_sql, attempted)
                         if lost == 0:
                             break

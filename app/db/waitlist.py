@@ -58,15 +58,23 @@ _FREE_SEAT_EXISTS = f"""
 
 # The next entry to offer time on seat $1 (of branch $2) released over $3: the seat's
 # own queue first, then the branch's; the entry's whole interval must be free on the
-# seat; entries already tried in this round ($5) are skipped. Whether the owner is free
-# then is left to the insert (reservations_user_no_overlap refuses it; the caller tries
-# the next entry): as an anti-join here it made the plan hang on the statistics. With an
-# empty table's statistics (right after a rush, before autovacuum analyzes) PostgreSQL
-# probed each of thousands of candidates through the range-only index, scanning every
-# booking of the slot for each: seconds per release instead of milliseconds. The seat's
-# probe has a constant seat, which every plan answers from (seat_id, range).
-# SKIP LOCKED: an entry another transaction is offering right now is not ours to take.
+# seat; entries already tried in this round ($5) are skipped. Whether its owner is free
+# then is left to the insert (reservations_user_no_overlap refuses it, and the caller
+# tries the next entry). SKIP LOCKED: an entry another transaction is offering right
+# now is not ours to take.
+#
+# Written so that no plan can be slow, whatever the statistics say. Right after a rush,
+# before autovacuum analyzes, the tables look empty to the planner, and it answered an
+# anti-join per candidate ("does a booking of this seat overlap it?", "does one of this
+# owner?") from the range-only GiST index, walking every booking of the slot for each of
+# thousands of candidates: 3 s per call, a --no-analyze rush's 300 cancels took a
+# minute. The seat's bookings are read once (seat_busy: one probe of one seat) and each
+# candidate is checked against that short list.
 _NEXT_CANDIDATE = f"""
+    WITH seat_busy AS MATERIALIZED (
+        SELECT tstzrange(r.start_time, r.end_time, '[)') AS busy FROM reservations r
+        WHERE r.seat_id = $1 AND r.{_ACTIVE} AND r.end_time > $4
+    )
     SELECT w.id, w.user_id, w.start_time, w.end_time FROM waitlist_entries w
     WHERE w.status = 'WAITING' AND w.branch_id = $2 AND (w.seat_id = $1 OR w.seat_id IS NULL)
       AND tstzrange(w.start_time, w.end_time, '[)') && $3::tstzrange
@@ -74,10 +82,7 @@ _NEXT_CANDIDATE = f"""
       AND NOT (w.id = ANY($5::bigint[]))
       AND EXISTS (SELECT 1 FROM seats s WHERE s.id = $1 AND s.status = 'ACTIVE')
       AND NOT EXISTS (
-          SELECT 1 FROM reservations r
-          WHERE r.seat_id = $1 AND r.{_ACTIVE}
-            AND tstzrange(r.start_time, r.end_time, '[)')
-                && tstzrange(w.start_time, w.end_time, '[)'))
+          SELECT 1 FROM seat_busy b WHERE b.busy && tstzrange(w.start_time, w.end_time, '[)'))
     ORDER BY w.seat_id IS NULL, w.created_at, w.id
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
