@@ -13,6 +13,7 @@ that policy plus the sha256 of exactly its own inline blocks, and nothing else i
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,20 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/redoc", redoc, include_in_schema=False)
     app.add_api_route("/redoc/logo-mini.svg", redoc_logo, include_in_schema=False)
     app.mount(ASSETS_PATH, StaticFiles(directory=_ASSETS), name="docs-assets")
+
+
+def amend_schema(app: FastAPI, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Change the OpenAPI schema once, when it is first built (FastAPI's documented
+    override of ``app.openapi``); amendments made this way chain."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            amend(build())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _root_path(request: Request) -> str:

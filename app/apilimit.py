@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import fastpath, metrics, sessions
+from app import apidocs, fastpath, metrics, sessions
 from app.cache import SeatCache
 from app.clock import Clock
 from app.errors import DomainError, RateLimited, error_response
@@ -218,15 +218,7 @@ class RateLimitMiddleware:
 def document_rate_limit(app: FastAPI) -> None:
     """Name 429 ``rate_limited`` and the RateLimit fields in the OpenAPI schema on every
     counted operation, without repeating them in each router."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            _add_rate_limit_responses(build())
-        assert app.openapi_schema is not None
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+    apidocs.amend_schema(app, _add_rate_limit_responses)
 
 
 _FIELDS_DOC = {

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from app import apidocs
 from app.errors import CsrfFailed
 
 SESSION_COOKIE = "dlsms_session"
@@ -65,15 +66,7 @@ def check_csrf(request: Request) -> None:
 def document_csrf(app: FastAPI) -> None:
     """Name 403 ``csrf_failed`` in the OpenAPI schema on every write that takes the token
     (every such operation also takes the cookie), without repeating it in each router."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            _add_csrf_responses(build())
-        assert app.openapi_schema is not None
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+    apidocs.amend_schema(app, _add_csrf_responses)
 
 
 def _add_csrf_responses(schema: dict[str, Any]) -> None:
