@@ -79,9 +79,9 @@ async def test_extend_a_reservation_and_hear_why_a_longer_end_is_refused(
     await dialog.get_by_role("button", name="Extend", exact=True).click()
     await expect(dialog).to_be_hidden()
     new_end = end + timedelta(minutes=30)
-    await expect(page.get_by_role("status").filter(has_text="Extended")).to_contain_text(
-        f"Extended: seat A1 is yours until {await local_hhmm(page, new_end)}."
-    )
+    await expect(
+        page.get_by_role("main").get_by_role("status").filter(has_text="Extended")
+    ).to_contain_text(f"Extended: seat A1 is yours until {await local_hhmm(page, new_end)}.")
     assert (await reservation_row(db, mine))["end_time"] == new_end
     card = page.locator(f'[data-reservation-id="{mine}"]')
     await expect(card).to_contain_text(await local_hhmm(page, new_end))

@@ -106,18 +106,18 @@ async def test_staff_set_weekly_hours_and_cancel_what_no_longer_fits_only_when_c
     assert (await branch_detail(web, bid))["hours"] == expected
     await dialog.get_by_role("button", name="Keep them").click()
     await expect(dialog).to_be_hidden()
-    await expect(page.get_by_role("status").filter(has_text="Hours saved")).to_contain_text(
-        "One reservation no longer fits them and is kept for now."
-    )
+    await expect(
+        page.get_by_role("main").get_by_role("status").filter(has_text="Hours saved")
+    ).to_contain_text("One reservation no longer fits them and is kept for now.")
     assert await reservation_status(db, booked) == "CONFIRMED"
 
     # Saving again asks again; this time cancel it.
     await page.get_by_role("button", name="Save hours").click()
     await dialog.get_by_role("button", name="Cancel 1 reservation").click()
     await expect(dialog).to_be_hidden()
-    await expect(page.get_by_role("status").filter(has_text="Hours saved")).to_contain_text(
-        f"Cancelled 1 reservation (#{booked}); the owners were notified."
-    )
+    await expect(
+        page.get_by_role("main").get_by_role("status").filter(has_text="Hours saved")
+    ).to_contain_text(f"Cancelled 1 reservation (#{booked}); the owners were notified.")
     assert await reservation_status(db, booked) == "CANCELLED"
     assert (await branch_detail(web, bid))["hours"] == expected
 
@@ -157,9 +157,9 @@ async def test_hours_errors_are_shown_next_to_their_fields(
     await closes.fill("20:00")
     await set_day(page, "Wednesday", [("12:00", "14:00")])
     await page.get_by_role("button", name="Save hours").click()
-    await expect(page.get_by_role("status").filter(has_text="Hours saved")).to_contain_text(
-        "No reservation was affected."
-    )
+    await expect(
+        page.get_by_role("main").get_by_role("status").filter(has_text="Hours saved")
+    ).to_contain_text("No reservation was affected.")
     await expect(closes).not_to_have_attribute("aria-invalid", "true")
     hours = (await branch_detail(web, bid))["hours"]
     assert hours["tuesday"] == [{"opens": "00:00", "closes": "20:00"}]
@@ -395,7 +395,9 @@ async def test_the_hours_editor_works_from_the_keyboard_and_students_are_told_it
     await page.keyboard.type("17:00")
     await page.get_by_role("button", name="Save hours").focus()
     await page.keyboard.press("Enter")
-    await expect(page.get_by_role("status").filter(has_text="Hours saved")).to_be_visible()
+    await expect(
+        page.get_by_role("main").get_by_role("status").filter(has_text="Hours saved")
+    ).to_be_visible()
     assert (await branch_detail(web, bid))["hours"]["monday"] == [
         {"opens": "09:30", "closes": "17:00"}
     ]
