@@ -334,6 +334,13 @@ async def test_stats_page_draws_the_known_numbers(
     hour_table = page.locator("#hours-chart details")
     await hour_table.get_by_text("the numbers").click()
     await expect(hour_table.get_by_role("row", name=re.compile("^10:00"))).to_contain_text("2")
+    # A resize redraws the charts (sized to the page): the opened table stays open.
+    viewport = page.viewport_size
+    assert viewport is not None
+    await page.set_viewport_size({"width": viewport["width"] - 40, "height": viewport["height"]})
+    await page.wait_for_timeout(400)  # the page redraws 200 ms after the last resize
+    await expect(hour_table).to_have_attribute("open", "")
+    await expect(hour_table.get_by_role("row", name=re.compile("^14:00"))).to_contain_text("2")
 
     # One branch: its own hours.
     await page.get_by_label("Branch", exact=True).select_option("Main Library")

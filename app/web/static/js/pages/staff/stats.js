@@ -20,6 +20,13 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** The figure's chart, caption and number table, replacing what it showed; a table the
+ * reader opened stays open (a redraw on resize must not close it under them). */
+function fill(figure, caption, svg, table) {
+  table.open = Boolean(figure.querySelector("details.numbers")?.open);
+  figure.replaceChildren(h("figcaption", {}, caption), svg, table);
+}
+
 function numbersTable(caption, headers, rows) {
   return h("details", { class: "numbers" },
     h("summary", {}, `${caption}: the numbers`),
@@ -57,7 +64,7 @@ function hbars(figure, caption, summary, rows, cls = "") {
     );
   });
   if (!rows.length) svg.append(s("text", { x: 8, y: 24, class: "label" }, "No branches."));
-  figure.replaceChildren(h("figcaption", {}, caption), svg, numbersTable(caption, ["Branch", caption.split(" by ")[0]], rows.map((r) => [r.label, r.text])));
+  fill(figure, caption, svg, numbersTable(caption, ["Branch", caption.split(" by ")[0]], rows.map((r) => [r.label, r.text])));
 }
 
 /** Vertical bars for hours 0..23; sized to the figure so its text stays readable. */
@@ -81,7 +88,7 @@ function hourBars(figure, caption, summary, counts) {
     if (!narrow || hour % 3 === 0) svg.append(s("text", { x: x + slot / 2, y: height - 8, "text-anchor": "middle", class: "axis" }, String(hour).padStart(2, "0")));
   });
   const rows = counts.map((n, hour) => [`${String(hour).padStart(2, "0")}:00–${String(hour).padStart(2, "0")}:59`, n]);
-  figure.replaceChildren(h("figcaption", {}, caption), svg, numbersTable(caption, ["Hour", "Reservations"], rows));
+  fill(figure, caption, svg, numbersTable(caption, ["Hour", "Reservations"], rows));
 }
 
 function hourSummary(counts, where) {
@@ -112,24 +119,29 @@ function draw(answer) {
   );
 }
 
+let loads = 0; // only the newest request's answer is drawn (an older one may come later)
+
 async function load() {
+  const mine = ++loads;
   const start = localDate(form.from.value, "00:00");
   const end = localDate(form.to.value, "00:00");
   end.setDate(end.getDate() + 1);
   $("charts").setAttribute("aria-busy", "true");
   try {
     if (end <= start) throw new Error("The period must end on or after the day it starts.");
-    last = await request("GET", "/admin/stats", null, {
+    const answer = await request("GET", "/admin/stats", null, {
       query: { start_time: start.toISOString(), end_time: end.toISOString(), branch: form.branch.value || null },
     });
+    if (mine !== loads) return;
+    last = answer;
     clearError(pageError);
     draw(last);
     const days = Math.round((end - start) / 86400000);
     $("period-summary").textContent = `${form.from.value} to ${form.to.value} (${days} day${days === 1 ? "" : "s"}), ${form.branch.value || "all branches"}.`;
   } catch (err) {
-    showError(pageError, err);
+    if (mine === loads) showError(pageError, err);
   } finally {
-    $("charts").setAttribute("aria-busy", "false");
+    if (mine === loads) $("charts").setAttribute("aria-busy", "false");
   }
 }
 
