@@ -1303,7 +1303,14 @@ async def test_closing_a_seat_while_its_booker_cancels_answers_both_without_a_se
     go.set()
     cancelled, closed = await asyncio.gather(cancelling, closing)
 
-    assert cancelled.status_code == 200, cancelled.text
+    # PostgreSQL breaks the deadlock in the session whose deadlock_timeout ran out while
+    # the cycle existed: the closing's, unless a slow machine delays the cancellation's
+    # wait past that moment. Then the cancellation is retried after the closing has
+    # cancelled the booking: a clear 409, never a server error.
+    if cancelled.status_code == 409:
+        assert cancelled.json()["code"] == "invalid_state", cancelled.text
+    else:
+        assert cancelled.status_code == 200, cancelled.text
     assert closed.status_code == 200, closed.text
     assert (await seat_row(db, library.a1))["status"] == "MAINTENANCE"
     active = await db.fetchval(
