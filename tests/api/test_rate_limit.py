@@ -4,8 +4,7 @@ Real time and real Redis: a bucket of ``burst`` tokens refilled at one a second 
 drained, refused, and refilled by waiting."""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -17,7 +16,8 @@ from redis.asyncio import Redis
 from app.settings import Settings
 from tests.conftest import REPO_ROOT, ClientFactory, make_settings
 from tests.factories import Student, add_branch, add_seat, add_student, assert_error
-from tests.ops.support import PrivateRedis, require_binary
+from tests.ops.support import PrivateRedis
+from tests.ops.support import private_redis as private_redis  # the fixture
 from tests.realtime.servers import Servers, open_stream
 from tests.realtime.servers import servers as servers
 
@@ -207,18 +207,6 @@ async def _commands_during(
     await watcher.aclose()
     await marker.aclose()
     return seen
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(
-        require_binary("redis-server", required_by="DLSMS_REQUIRE_REDIS"), tmp_path / "redis"
-    )
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
 
 
 async def test_redis_going_down_leaves_per_process_limits_and_no_errors(

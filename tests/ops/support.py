@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -89,6 +90,19 @@ class PrivateRedis:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A running PrivateRedis of this test (import the fixture where it is used)."""
+    redis = PrivateRedis(
+        require_binary("redis-server", required_by="DLSMS_REQUIRE_REDIS"), tmp_path / "redis"
+    )
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
 
 
 def logs_in(directory: Path) -> str:

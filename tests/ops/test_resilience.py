@@ -34,11 +34,11 @@ from tests.ops.support import (
     PrivateRedis,
     eventually,
     metric,
-    require_binary,
     scrape,
     slot,
     wait_for_lock_waiter,
 )
+from tests.ops.support import private_redis as private_redis  # the fixture
 from tests.realtime.servers import (
     EventStream,
     Server,
@@ -52,17 +52,6 @@ pytestmark = pytest.mark.slow
 # A request that has to give up on a dependency still answers within this (seconds).
 PROMPT = 3.0
 CACHE_HITS = "dlsms_seat_cache_lookups_total"
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    binary = require_binary("redis-server", required_by="DLSMS_REQUIRE_REDIS")
-    redis = PrivateRedis(binary, tmp_path / "redis")
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
 
 
 async def timed(request: Any) -> tuple[httpx.Response, float]:
