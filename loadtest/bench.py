@@ -38,7 +38,9 @@ from harness import DATA, HERE, RUNS, VENV_BIN, log
 
 PROFILES = HERE / "profiles"
 LUA = HERE / "lua"
-REDIS_URL = "redis://127.0.0.1:6379/3"  # DB 3 only: 0 is the default, 7-15 the tests'
+# DB 3 by default (0 is the default database, 7-15 the tests'); BENCH_REDIS_URL moves it,
+# so that two bench.py runs on different --db databases never flush each other's cache.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 SCENARIOS = ("listing-uncached", "listing-cached", "booking")
 # Calibration, not part of "all": /health of the service (middleware + SELECT 1), and two
 # trivial apps from calibration.py (no database): what the machine and framework allow.
