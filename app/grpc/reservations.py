@@ -1,11 +1,16 @@
 """ReservationService: the twins of /reservations and its sub-resources."""
 
-from app.db.pool import connection
+from datetime import datetime
+from typing import Protocol
+
+from app.db.pool import Connection, connection
 from app.grpc import convert
 from app.grpc.calls import Context, Servicer
 from app.grpc.errors import stored_error
 from app.grpc.generated import dlsms_pb2 as pb
 from app.grpc.generated import dlsms_pb2_grpc as pb_grpc
+from app.models import TokenUser
+from app.realtime.publisher import Publisher
 from app.schemas.reservations import (
     ReservationCreate,
     ReservationExtend,
@@ -16,10 +21,28 @@ from app.schemas.reservations import (
 from app.services import extension as extension_service
 from app.services import idempotency as idempotency_service
 from app.services import reservations as reservations_service
+from app.settings import Settings
 
 # Sent as initial metadata when an Idempotency-Key's stored answer is replayed (as the
 # HTTP header Idempotent-Replayed).
 REPLAYED = (("idempotent-replayed", "true"),)
+
+_ReservationRequest = pb.CheckInRequest | pb.CheckOutRequest | pb.CancelReservationRequest
+
+
+class _Transition(Protocol):
+    """reservations_service.check_in, check_out and cancel."""
+
+    async def __call__(
+        self,
+        conn: Connection,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        user: TokenUser,
+        reservation_id: int,
+        now: datetime,
+    ) -> ReservationOut: ...
 
 
 class ReservationServicer(Servicer, pb_grpc.ReservationServiceServicer):
@@ -59,40 +82,24 @@ class ReservationServicer(Servicer, pb_grpc.ReservationServiceServicer):
         return convert.reservation(found)
 
     async def CheckIn(self, request: pb.CheckInRequest, context: Context) -> pb.Reservation:
-        user = self.user(context)
-        reservation_id = convert.object_id(request.reservation_id, "reservation_id")
-        async with connection(self.state["pool"]) as conn:
-            done = await reservations_service.check_in(
-                conn,
-                self.state["publisher"],
-                self.state["settings"],
-                user=user,
-                reservation_id=reservation_id,
-                now=self.now(),
-            )
-        return convert.reservation(done)
+        return await self._transition(reservations_service.check_in, request, context)
 
     async def CheckOut(self, request: pb.CheckOutRequest, context: Context) -> pb.Reservation:
-        user = self.user(context)
-        reservation_id = convert.object_id(request.reservation_id, "reservation_id")
-        async with connection(self.state["pool"]) as conn:
-            done = await reservations_service.check_out(
-                conn,
-                self.state["publisher"],
-                self.state["settings"],
-                user=user,
-                reservation_id=reservation_id,
-                now=self.now(),
-            )
-        return convert.reservation(done)
+        return await self._transition(reservations_service.check_out, request, context)
 
     async def CancelReservation(
         self, request: pb.CancelReservationRequest, context: Context
     ) -> pb.Reservation:
+        return await self._transition(reservations_service.cancel, request, context)
+
+    async def _transition(
+        self, change: _Transition, request: _ReservationRequest, context: Context
+    ) -> pb.Reservation:
+        """Check in, check out or cancel the caller's reservation: the same call shape."""
         user = self.user(context)
         reservation_id = convert.object_id(request.reservation_id, "reservation_id")
         async with connection(self.state["pool"]) as conn:
-            done = await reservations_service.cancel(
+            done = await change(
                 conn,
                 self.state["publisher"],
                 self.state["settings"],
