@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -80,9 +81,16 @@ class ApiLimiter:
             return None
         return bucket[0], await self._decide(scope, *bucket)
 
-    async def admit_call(self, token: str | None, host: str) -> tuple[Policy, Decision] | None:
-        """The same for a gRPC call (its bearer token and client address)."""
-        bucket = self._bucket(token, host)
+    async def admit_call(
+        self, token: str | None, address: Callable[[], Awaitable[str]]
+    ) -> tuple[Policy, Decision] | None:
+        """The same for a gRPC call: its bearer token, and its client address, asked for
+        only when the call has no valid token (working it out costs a proxy-header pass)."""
+        user_id = self._user_of(token) if token is not None else None
+        if user_id is not None:
+            bucket: tuple[Policy, str] | None = (self.user, str(user_id))
+        else:
+            bucket = self._bucket(None, await address()) if self.anonymous is not None else None
         if bucket is None:
             return None
         return bucket[0], await self._decide(None, *bucket)

@@ -47,8 +47,10 @@ async def admit(state: AppState, context: Context) -> None:
     limiter = state["api_limiter"]
     if limiter is None:
         return
-    address = await client_address(context, state["settings"].FORWARDED_ALLOW_IPS)
-    verdict = await limiter.admit_call(bearer_token(context), address)
+    trusted = state["settings"].FORWARDED_ALLOW_IPS
+    verdict = await limiter.admit_call(
+        bearer_token(context), lambda: client_address(context, trusted)
+    )
     if verdict is None:
         return
     policy, decision = verdict
