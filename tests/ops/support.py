@@ -36,9 +36,11 @@ def require_binary(name: str, *fallbacks: str, required_by: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
-class PrivateRedis:
-    """A redis-server of this test alone, on a loopback port that stays the same across
-    ``stop()`` and ``start()``; nothing is persisted."""
+class ChildServer:
+    """A server process a test starts, waits for and stops; its output goes to a log file
+    in ``directory``. Subclasses say how to launch it and how to tell that it answers."""
+
+    name = "server"
 
     def __init__(self, binary: str, directory: Path) -> None:
         self.binary = binary
@@ -46,29 +48,29 @@ class PrivateRedis:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, within: float = 10) -> None:
+    def launch(self, argv: list[str], within: float) -> None:
+        """Run ``argv`` and wait until ``answers()``; fail (with its log) if it exits or
+        does not answer within ``within`` seconds."""
         assert self.proc is None, "already running"
         self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    *("--port", str(self.port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        with (self.directory / f"{self.name}.log").open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + within
-        while not self._answers():
+        while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"redis-server on port {self.port} did not start")
+                raise AssertionError(
+                    f"{self.name} on port {self.port} did not start:\n{logs_in(self.directory)}"
+                )
             time.sleep(0.02)
+
+    def answers(self) -> bool:
+        """Whether something accepts connections on the port."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Stop the server (SIGTERM; SIGKILL after 10 s); a no-op when it is not running."""
@@ -83,7 +85,28 @@ class PrivateRedis:
                 proc.kill()
                 proc.wait()
 
-    def _answers(self) -> bool:
+
+class PrivateRedis(ChildServer):
+    """A redis-server of this test alone, on a loopback port that stays the same across
+    ``stop()`` and ``start()``; nothing is persisted."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, within: float = 10) -> None:
+        self.launch(
+            [
+                self.binary,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            within,
+        )
+
+    def answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")

@@ -12,9 +12,6 @@ under DLSMS_REQUIRE_PGBOUNCER=1 (CI)."""
 import asyncio
 import getpass
 import os
-import socket
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +38,7 @@ from tests.factories import (
     joined,
     my_notifications,
 )
-from tests.ops.support import logs_in, require_binary
-from tests.realtime.servers import free_port
+from tests.ops.support import ChildServer, require_binary
 
 # Few server connections for many client ones: what makes transaction pooling bite.
 SERVER_POOL = 5
@@ -54,16 +50,15 @@ PREPARED_STATEMENT_LOST = (
 )
 
 
-class PgBouncer:
+class PgBouncer(ChildServer):
     """A pgbouncer of this test alone on a free loopback port, in transaction pooling mode,
     in front of the PostgreSQL of ``server_url`` (any database on it)."""
 
+    name = "pgbouncer"
+
     def __init__(self, binary: str, directory: Path, server_url: str) -> None:
-        self.binary = binary
-        self.directory = directory
+        super().__init__(binary, directory)
         self.server = urlsplit(server_url)
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, database_url: str) -> str:
         """``database_url`` (a database on the same server) reached through PgBouncer."""
@@ -93,35 +88,7 @@ class PgBouncer:
         # PgBouncer refuses to run as root; with -u it reads its files first, then drops
         # to that user (CI runs the tests as root).
         as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        with (self.directory / "pgbouncer.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, *as_user, str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + within
-        while not self._listening():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"pgbouncer did not start:\n{logs_in(self.directory)}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        self.launch([self.binary, *as_user, str(config)], within)
 
 
 @pytest.fixture
