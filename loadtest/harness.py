@@ -325,6 +325,110 @@ def cpu_used(before: dict[str, float], after: dict[str, float], secs: float) -> 
     return used
 
 
+class ProcessCpu:
+    """Samples the CPU seconds of some processes every ``every`` s (a thread), so a run
+    can show that no load-generating process was the bottleneck: each process's mean
+    cores and its busiest ``window`` s."""
+
+    def __init__(
+        self, pids: list[int], *, tree: bool = False, every: float = 0.5, window: float = 2.0
+    ) -> None:
+        self.tree = tree  # count each process's children too (uvicorn's workers)
+        self.every, self.window = every, window
+        self.samples: dict[int, list[tuple[float, float]]] = {}  # pid -> [(wall, cpu s)]
+        self._procs: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.add(pids)
+
+    def add(self, pids: list[int]) -> None:
+        """More processes to follow (started after the record began)."""
+        for pid in pids:
+            self.samples.setdefault(pid, [])
+            self._procs = {**self._procs, pid: psutil.Process(pid)}
+
+    def _sample(self) -> None:
+        now = time.time()
+        for pid, proc in self._procs.items():
+            try:
+                times = [proc.cpu_times()]
+                times += [c.cpu_times() for c in proc.children()] if self.tree else []
+            except psutil.Error:  # exited: its last sample stands
+                continue
+            self.samples[pid].append((now, sum(t.user + t.system for t in times)))
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> ProcessCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        """Cores: the sum of the processes' means, the highest mean, the highest peak;
+        ``since`` (a time.time()) leaves out what came before (e.g. Locust's start-up)."""
+        means, peaks = [], []
+        for full in self.samples.values():
+            series = [x for x in full if since is None or x[0] >= since - self.every]
+            if len(series) < 2:
+                continue
+            (t0, c0), (t1, c1) = series[0], series[-1]
+            means.append((c1 - c0) / max(t1 - t0, 1e-9))
+            peak, j = means[-1], 0
+            for ti, ci in series:  # the busiest stretch of >= window s ending at each sample
+                while j + 1 < len(series) and ti - series[j + 1][0] >= self.window:
+                    j += 1
+                tj, cj = series[j]
+                if ti - tj >= self.window:
+                    peak = max(peak, (ci - cj) / (ti - tj))
+            peaks.append(peak)
+        return {
+            "processes": len(self.samples),
+            "total_mean": round(sum(means), 2),
+            "max_process_mean": round(max(means, default=0.0), 2),
+            "max_process_peak": round(max(peaks, default=0.0), 2),
+        }
+
+
+class StepCpu:
+    """The CPU of one step of a run: the server, PostgreSQL and Redis as ``cpu_used``
+    counts them, and, sampled (``ProcessCpu``), the server's process tree and the client
+    processes (this one, plus any added)."""
+
+    def __init__(self, server_pids: list[int], db: str, client_pids: list[int]) -> None:
+        self.server_pids, self.db = server_pids, db
+        self.t0 = time.monotonic()
+        self.before = cpu_snapshot(server_pids, db)
+        self.server = ProcessCpu(server_pids, tree=True).__enter__()
+        self.clients = ProcessCpu([os.getpid(), *client_pids]).__enter__()
+
+    def add(self, pids: list[int]) -> None:
+        self.clients.add(pids)
+
+    def end(self, since: float | None = None) -> dict[str, Any]:
+        """Averages over the whole step; ``server_sampled`` and ``client`` over the part
+        after ``since`` (with peaks over 2 s)."""
+        secs = time.monotonic() - self.t0
+        self.clients.__exit__()
+        self.server.__exit__()
+        used: dict[str, Any] = cpu_used(self.before, cpu_snapshot(self.server_pids, self.db), secs)
+        client = self.clients.summary(since)
+        used["others"] = round(max(used["others"] - self.clients.summary()["total_mean"], 0.0), 2)
+        return {
+            "seconds": round(secs, 2),
+            **used,
+            "server_sampled": self.server.summary(since),
+            "client": client,
+        }
+
+
 # --------------------------------------------------------------------------- data
 
 

@@ -264,33 +264,64 @@ def write_plan(
 
 
 def run_locust(
-    base: str, plan: dict[str, Any], phase: str, args: argparse.Namespace, name: str
-) -> tuple[dict[str, Any], list[Phase], float]:
-    """One bulk phase in a Locust process (rush_locust.py), until every student of the
-    phase is done: what it recorded, the phases by request name, and its CPU seconds."""
+    base: str,
+    plan: dict[str, Any],
+    phase: str,
+    args: argparse.Namespace,
+    name: str,
+    step: harness.StepCpu,
+) -> tuple[dict[str, Any], list[Phase], float | None]:
+    """One bulk phase in ``--locust-processes`` Locust processes (rush_locust.py, each
+    with its slice of the students and of the users), until every student of the phase
+    is done: what they recorded (merged), the phases by request name, and when the
+    first request was sent (time.time())."""
     plan_path = RUNS / f"{name}.plan.json"
     plan_path.write_text(json.dumps(plan))
-    out = RUNS / f"{name}.locust-{phase}.json"
-    users = max(1, min(args.concurrency, len(plan["students"][phase])))
-    cmd = [
-        str(VENV_BIN / "locust"),
-        *("-f", str(HERE / "rush_locust.py"), "--headless", "--host", base),
-        *("-u", str(users), "-r", str(users), "--run-time", f"{args.phase_limit:g}s"),
-        *("--stop-timeout", "30", "--only-summary", "--loglevel", "WARNING"),
-    ]
-    env = {**os.environ, "RUSH_PLAN": str(plan_path), "RUSH_PHASE": phase, "RUSH_OUT": str(out)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with (RUNS / f"{name}.locust-{phase}.log").open("w") as locust_log:
-        done = subprocess.run(
-            cmd, env=env, stdout=locust_log, stderr=subprocess.STDOUT,
-            timeout=args.phase_limit + 120, check=False,
-        )  # fmt: skip
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if not out.exists():
-        raise RuntimeError(f"locust exited {done.returncode} without results; see its log")
-    result: dict[str, Any] = json.loads(out.read_text())
+    students = len(plan["students"][phase])
+    n = max(1, min(args.locust_processes, students))
+    users_total = max(n, min(args.concurrency, students))
+    procs: list[tuple[subprocess.Popen[bytes], Path, Any]] = []
+    try:
+        for i in range(n):
+            users = users_total // n + (i < users_total % n)
+            out = RUNS / f"{name}.locust-{phase}-{i}.json"
+            out.unlink(missing_ok=True)
+            cmd = [
+                str(VENV_BIN / "locust"),
+                *("-f", str(HERE / "rush_locust.py"), "--headless", "--host", base),
+                *("-u", str(users), "-r", str(users), "--run-time", f"{args.phase_limit:g}s"),
+                *("--stop-timeout", "30", "--only-summary", "--loglevel", "WARNING"),
+            ]
+            env = {
+                **os.environ,
+                "RUSH_PLAN": str(plan_path),
+                "RUSH_PHASE": phase,
+                "RUSH_OUT": str(out),
+                "RUSH_SLICE": f"{i}/{n}",
+            }
+            log_file = (RUNS / f"{name}.locust-{phase}-{i}.log").open("w")
+            proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            procs.append((proc, out, log_file))
+            step.add([proc.pid])
+        for proc, _, _ in procs:
+            proc.wait(timeout=args.phase_limit + 120)
+    finally:
+        for proc, _, log_file in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log_file.close()
+    result: dict[str, Any] = {"requests": [], "holding": {}, "waiting": {}}
+    for proc, out, _ in procs:
+        if not out.exists():
+            raise RuntimeError(f"locust exited {proc.returncode} without {out}; see its log")
+        part = json.loads(out.read_text())
+        result["requests"] += part["requests"]
+        result["holding"].update(part["holding"])
+        result["waiting"].update(part["waiting"])
     rows = result["requests"]
     phases: dict[str, Phase] = {}
+    first = None
     if rows:
         first = min(sent for _, _, _, sent in rows)
         last = max(sent + secs for _, secs, _, sent in rows)
@@ -298,8 +329,7 @@ def run_locust(
             if req_name not in phases:
                 phases[req_name] = Phase(req_name, started=0.0, ended=last - first, t0_wall=first)
             phases[req_name].record(secs, sent, status_label)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return result, sorted(phases.values(), key=lambda p: p.name), cpu
+    return result, sorted(phases.values(), key=lambda p: p.name), first
 
 
 async def analyze(url: str, when: str) -> dict[str, Any]:
@@ -349,25 +379,35 @@ def run_phases(
     plan = write_plan(args, world, tokens, RUNS / f"{name}.plan.json")
     phases: list[Phase] = []
     cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client0 = time.process_time()
-    locust_cpu = 0.0
+    cpu_steps: dict[str, Any] = {}
+
+    def step() -> harness.StepCpu:
+        return harness.StepCpu(server.cpu_pids(), args.db, [])
+
     t_run = time.perf_counter()
 
-    log(f"  1: {len(world['users'])} students book ({args.pick} pick), Locust")
-    booked, found, locust_s = run_locust(server.base, plan, "book", args, name)
+    log(
+        f"  1: {len(world['users'])} students book ({args.pick} pick), "
+        f"{args.locust_processes} Locust process(es)"
+    )
+    s1 = step()
+    booked, found, first = run_locust(server.base, plan, "book", args, name, s1)
+    cpu_steps["1 book"] = s1.end(since=first)
     phases += found
-    locust_cpu += locust_s
     holding = {int(u): rid for u, rid in booked["holding"].items()}
     won = len(holding)
-    log(f"     {won} seats taken")
+    log(f"     {won} seats taken; cpu {brief(cpu_steps['1 book'])}")
     analyzed = []
     if args.analyze:
         analyzed.append(asyncio.run(analyze(url, "after booking")))
     plan["students"]["join"] = [u for u in plan["students"]["book"] if int(u) not in holding]
     log(f"  2: {len(plan['students']['join'])} students join a waitlist, Locust")
-    joined, found, locust_s = run_locust(server.base, plan, "join", args, name)
+    s2 = step()
+    joined, found, first = run_locust(server.base, plan, "join", args, name, s2)
+    cpu_steps["2 join"] = s2.end(since=first)
     phases += found
-    locust_cpu += locust_s
     holding.update({int(u): rid for u, rid in joined["holding"].items()})
     waiting = {int(u): eid for u, eid in joined["waiting"].items()}
     log(f"     {len(waiting)} waiting, {len(holding)} holding a seat")
@@ -393,11 +433,20 @@ def run_phases(
             open_concurrency=args.open_concurrency,
             cancel_share=args.cancel_share,
             settle_timeout=args.settle_timeout,
+            processes=args.client_processes,
+            runs=RUNS,
+            name=name,
+            cpu_of=step,
         )
     )
+    cpu_steps.update(result.pop("cpu_steps"))
+    for label in ("3 streams", "4 cancel+claim"):
+        log(f"     cpu {label}: {brief(cpu_steps[label])}")
     secs = time.perf_counter() - t_run
     cpu = harness.cpu_used(cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), secs)
-    cpu["client"] = round((time.process_time() - client0 + locust_cpu) / secs, 2)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children_s = children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime
+    cpu["client"] = round((time.process_time() - client0 + children_s) / secs, 2)
     cpu["others"] = round(max(cpu["others"] - cpu["client"], 0.0), 2)
     cancelled = result.pop("cancelled_ids")
     check = asyncio.run(checks(url, cancelled, start))
@@ -414,6 +463,7 @@ def run_phases(
         "run_s": round(secs, 2),
         "analyze": analyzed,
         "cpu_cores": cpu,
+        "cpu_steps": cpu_steps,
         **result,
         "checks": check,
     }
@@ -458,7 +508,9 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         log(f"  server pid {server.proc.pid} stopped (exit {server.proc.returncode})")
     record = {
         "scenario": "rush",
-        "client": "locust (phases 1-2) + httpx/httpx-sse (3-5)",
+        "client": "locust (phases 1-2) + httpx/httpx-sse (3-5), in several processes",
+        "locust_processes": args.locust_processes,
+        "client_processes": args.client_processes,
         "workers": workers,
         "name": name,
         "command": "loadtest/rush.py " + " ".join(args.argv),
@@ -481,6 +533,18 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def brief(c: dict[str, Any]) -> str:
+    """One step's CPU in a line: cores of the server (sampled: mean and 2 s peak),
+    PostgreSQL, the clients (sum of means; the busiest process's mean and peak), others."""
+    srv, cli = c["server_sampled"], c["client"]
+    return (
+        f"server {srv['total_mean']} (peak {srv['max_process_peak']}), postgres "
+        f"{c['postgres']}, clients {cli['total_mean']} in {cli['processes']} processes "
+        f"(busiest {cli['max_process_mean']}, peak {cli['max_process_peak']}), "
+        f"others {c['others']} over {c['seconds']} s"
+    )
+
+
 def print_summary(r: dict[str, Any]) -> None:
     c = r["checks"]
     print(
@@ -492,6 +556,8 @@ def print_summary(r: dict[str, Any]) -> None:
     )
     for p in r["phases"]:
         print_phase(p)
+    for label, step_cpu in r["cpu_steps"].items():
+        print(f"  cpu {label:<15} {brief(step_cpu)}", flush=True)
     print(
         f"  offers: {c['offers_made']} made, {r['offers_seen_on_streams']} seen on streams "
         f"(delivery {r['offer_delivery_ms']}), claims {dict(r['claims'])}, "
@@ -520,6 +586,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pick", choices=("listed", "random"), default="listed")
     p.add_argument("--concurrency", type=int, default=150, help="client connections a phase")
     p.add_argument("--open-concurrency", type=int, default=200, help="stream handshakes at once")
+    p.add_argument(
+        "--locust-processes",
+        type=int,
+        default=4,
+        help="Locust processes for phases 1-2, each with a slice of the students [4]",
+    )
+    p.add_argument(
+        "--client-processes",
+        type=int,
+        default=4,
+        help="processes holding the streams and sending the cancels and claims [4]",
+    )
     p.add_argument("--cancel-share", type=float, default=0.3)
     p.add_argument("--settle-timeout", type=float, default=15.0)
     p.add_argument("--random-seed", type=int, default=42)

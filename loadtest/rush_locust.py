@@ -7,7 +7,9 @@ Locust process of its own (gevent; nothing of the app is imported here):
 
 RUSH_PLAN (written by rush.py): the slot, every student's token, branch and pick, the
 seats of each branch. Each of the ``-u`` users takes the next student until none is
-left, then the run ends:
+left, then the run ends. With RUSH_SLICE=i/n (rush.py's ``--locust-processes n``: n
+Locust processes, one core's worth of gevent each at most) this process takes every
+n-th student from the i-th:
 
 * ``book``: the student reads the free seats of its branch (``GET /seats?branch=
   &available_only=true&start_time=&end_time=``) and books a random one of them (a
@@ -52,7 +54,9 @@ class Rush:
             f"start_time={quote(plan['start_time'])}&end_time={quote(plan['end_time'])}"
         )
         self.by_branch: dict[str, list[int]] = plan["by_branch"]
-        self.todo: deque[str] = deque(plan["students"][phase])
+        # RUSH_SLICE "i/n": this process's share when rush.py runs n Locust processes
+        index, _, count = os.environ.get("RUSH_SLICE", "0/1").partition("/")
+        self.todo: deque[str] = deque(plan["students"][phase][int(index) :: int(count)])
         self.busy = 0
         self.rng = random.Random(plan["random_seed"])
         self.requests: list[tuple[str, float, str, float]] = []  # name, s, label, sent at

@@ -65,6 +65,7 @@ import stats
 from clients import Client, SseEvent, SseStream
 from harness import RUNS, log, pg
 from stats import Phase, dist_ms, iso, parse_iso
+from stream_workers import StreamWorkers, split
 
 from app.db.migrations import upgrade_to_head
 
@@ -201,7 +202,7 @@ def memory(pid: int) -> dict[str, Any]:
 
 
 class Inbox:
-    """What the streams received: offers by user, anything else counted."""
+    """What the streams received: offers by user (reported by the stream workers)."""
 
     def __init__(self) -> None:
         self.offers: dict[int, tuple[float, dict[str, Any]]] = {}
@@ -211,14 +212,22 @@ class Inbox:
         self.expected: set[int] = set()
 
     def __call__(self, stream: SseStream, ev: SseEvent) -> None:
+        """An event on a stream of this process (the warm-up's)."""
         if ev.event != "waitlist.offer":
             self.other[ev.event or "?"] += 1
             return
-        user_id = stream.key
+        self.offer(stream.key, ev.arrived, json.loads(ev.data))
+
+    def report(self, _child: int, message: dict[str, Any]) -> None:
+        """A stream worker's report: an offer arrived on one of its streams."""
+        if message["t"] == "event":
+            self.offer(message["key"], message["arrived"], message["body"])
+
+    def offer(self, user_id: int, arrived: float, body: dict[str, Any]) -> None:
         if user_id in self.offers:
             self.duplicates += 1
             return
-        self.offers[user_id] = (ev.arrived, json.loads(ev.data))
+        self.offers[user_id] = (arrived, body)
         if self.expected and self.expected <= self.offers.keys():
             self.arrived.set()
 
@@ -327,7 +336,7 @@ async def offer_round(
 
 
 async def measure(
-    args: argparse.Namespace, server: harness.Server, url: str, first: str
+    args: argparse.Namespace, server: harness.Server, url: str, first: str, name: str
 ) -> dict[str, Any]:
     base = server.base
     pids = server.worker_pids()
@@ -355,13 +364,46 @@ async def measure(
     out["before"] = {**mem0, "pg_backends": await app_backends(url, args.db)}
     log(f"  server pid {pid}: rss {mem0['rss'] / 2**20:.1f} MiB, {mem0['fds']} fds before")
 
-    streams = [
-        SseStream(stream_clients.get(i), tokens[uid], inbox, key=uid)
-        for i, (uid, _) in enumerate(subs)
+    # The streams live in --client-processes children (stream_workers.py), a slice each:
+    # 10,000 streams in one Python process made the client the bottleneck.
+    processes = max(1, min(args.client_processes, len(subs)))
+    specs = [
+        {
+            "base": base,
+            "streams": [[uid, tokens[uid]] for uid, _ in mine],
+            "open_concurrency": max(1, args.open_concurrency // processes),
+        }
+        for mine in split(subs, processes)
     ]
-    client_cpu0 = time.process_time()
-    opened = await clients.open_streams(streams, args.open_concurrency)
+    workers = StreamWorkers(specs, inbox.report, RUNS, name)
+    try:
+        return await measure_with(args, server, url, first, workers, out, mem0, inbox, subs, tokens)
+    except BaseException:
+        await workers.kill()
+        raise
+    finally:
+        await stream_clients.aclose()
+
+
+async def measure_with(
+    args: argparse.Namespace,
+    server: harness.Server,
+    url: str,
+    first: str,
+    workers: StreamWorkers,
+    out: dict[str, Any],
+    mem0: dict[str, Any],
+    inbox: Inbox,
+    subs: list[tuple[int, str]],
+    tokens: dict[int, str],
+) -> dict[str, Any]:
+    base, pid = server.base, out["server_pid"]
+    opening = harness.StepCpu(server.cpu_pids(), args.db, [])
+    await workers.start()
+    opening.add(workers.pids)
+    opened = await workers.opened()
     out["open"] = opened
+    out["open_cpu"] = opening.end()
     log(
         f"  opened {opened['open']}/{opened['streams']} streams in {opened['wall_s']}s "
         f"(handshake p50 {opened['handshake_ms']['p50']} ms, p99 {opened['handshake_ms']['p99']}"
@@ -369,7 +411,7 @@ async def measure(
     )
     await asyncio.sleep(3.0)
     mem1 = memory(pid)
-    n_open = sum(1 for s in streams if s.ended is None and s.open_latency is not None)
+    n_open = opened["open"]
     out["with_streams"] = {**mem1, "pg_backends": await app_backends(url, args.db)}
     probe = Client(base, 1)
     r = await probe.request("GET", "/metrics")
@@ -388,15 +430,15 @@ async def measure(
     )
 
     # Idle: every stream gets a heartbeat at least every 15 s.
-    bytes0 = sum(s.bytes_read() for s in streams)
-    cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
+    bytes0 = await workers.bytes_read()
+    idling = harness.StepCpu(server.cpu_pids(), args.db, workers.pids)
     t0 = time.monotonic()
     await asyncio.sleep(args.hold)
     held = time.monotonic() - t0
-    idle = harness.cpu_used(cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), held)
+    idle = idling.end()
     out["idle"] = {
         "seconds": round(held, 1),
-        "bytes_received": sum(s.bytes_read() for s in streams) - bytes0,  # heartbeats
+        "bytes_received": await workers.bytes_read() - bytes0,  # heartbeats
         "server_cores": idle["server"],
         "cpu_cores": idle,
     }
@@ -418,8 +460,7 @@ async def measure(
 
     rounds = []
     first_dt = datetime.fromisoformat(first.replace("Z", "+00:00"))
-    cpu0 = harness.cpu_snapshot(server.cpu_pids(), args.db)
-    t_rounds = time.monotonic()
+    rounds_step = harness.StepCpu(server.cpu_pids(), args.db, workers.pids)
     for round_no in range(args.rounds):
         res = await offer_round(args, url, base, round_no, first_dt, subs, tokens, inbox, commits)
         rounds.append(res)
@@ -437,9 +478,7 @@ async def measure(
             f"p99 {res['cancels']['latency_ms']['p99']} ms"
         )
         await asyncio.sleep(1.0)
-    rounds_cpu = harness.cpu_used(
-        cpu0, harness.cpu_snapshot(server.cpu_pids(), args.db), time.monotonic() - t_rounds
-    )
+    rounds_cpu = rounds_step.end()
     if listener is not None:
         await listener.close()
     out["rounds"] = [{k: v for k, v in r.items() if k != "_raw"} for r in rounds]
@@ -455,19 +494,23 @@ async def measure(
         "delay_from_send_ms": dist_ms(raw["from_send"]),
         "delete_latency_ms": dist_ms(raw["delete"]),
     }
-    out["events_other_than_offers"] = dict(inbox.other)
-    out["streams_ended_early"] = Counter(s.ended for s in streams if s.ended)
     out["after_rounds"] = memory(pid)
+    finals = await workers.stop()  # closes the streams
+    other: Counter[str] = Counter(inbox.other)
+    ended: Counter[str] = Counter()
+    for f in finals:
+        other.update(f["other_events"])
+        ended.update(f["ended_early"])
+    out["events_other_than_offers"] = dict(other)
+    out["streams_ended_early"] = ended
     out["client"] = {
-        "cpu_s": round(time.process_time() - client_cpu0, 2),
-        "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "processes": len(finals),
+        "cpu_s": [f["cpu_s"] for f in finals],
+        "max_rss_mib": [round(f["max_rss_kib"] / 1024, 1) for f in finals],
+        "orchestrator_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
     }
-
-    for s in streams:
-        s.close()
     await asyncio.sleep(3.0)
     out["after_close"] = {**memory(pid), "pg_backends": await app_backends(url, args.db)}
-    await stream_clients.aclose()
     return out
 
 
@@ -505,7 +548,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         server.wait_ready()
         with harness.WorkerMonitor(server) as workers_seen:
-            result = asyncio.run(measure(args, server, url, seeded["first_slot"]))
+            result = asyncio.run(measure(args, server, url, seeded["first_slot"], name))
     finally:
         server.stop()
         log(f"  server pid {server.proc.pid} stopped (exit {server.proc.returncode})")
@@ -571,6 +614,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="offer rounds (2 h slots from 08:00)")
     p.add_argument("--pool-max", type=int, default=10, help="DB_POOL_MAX_SIZE of the server")
     p.add_argument("--open-concurrency", type=int, default=100, help="handshakes at once")
+    p.add_argument(
+        "--client-processes",
+        type=int,
+        default=4,
+        help="processes holding the streams, a slice each [4]",
+    )
     p.add_argument("--hold", type=float, default=16.0, help="idle seconds with all streams")
     p.add_argument("--timeout", type=float, default=30.0, help="wait for offers, seconds")
     p.add_argument("--no-commit-probe", dest="commit_probe", action="store_false")
@@ -608,7 +657,8 @@ def main() -> None:
     # SIGTERM (e.g. `kill`, or a background job whose SIGINT is ignored) unwinds like
     # Ctrl-C, so the server this script started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    harness.raise_nofile(args.subscribers * 2 + 1000)
+    # The server (started from here) holds every stream; the stream workers raise their own.
+    harness.raise_nofile(args.subscribers + 1000)
     for mode in args.mode:
         run_mode(mode, args)
 
