@@ -49,6 +49,7 @@ from app.routers import (
 from app.security import PasswordHasher, TokenVerifier
 from app.securityheaders import SecurityHeadersMiddleware
 from app.services.outbox import mail_writer
+from app.services.rules import RulesCache
 from app.settings import Settings, describe_validation_error
 from app.state import AppState
 from app.web import routes as web
@@ -214,6 +215,7 @@ async def _start(settings: Settings, clock: Clock, stack: AsyncExitStack) -> App
         tokens=tokens,
         login_limiter=LoginLimiter(settings.LOGIN_RATE_LIMIT, redis),
         api_limiter=_api_limiter(settings, tokens, redis, cache, clock),
+        rules=RulesCache(settings),
     )
     if settings.GRPC_PORT is not None:
         # In this event loop, over this state; stopped first at shutdown (streams end).

@@ -12,6 +12,7 @@ from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.publisher import Publisher
 from app.security import PasswordHasher, TokenVerifier
+from app.services.rules import RulesCache
 from app.settings import Settings
 
 
@@ -28,3 +29,4 @@ class AppState(TypedDict):
     tokens: TokenVerifier  # verified tokens, remembered until they expire
     login_limiter: LoginLimiter
     api_limiter: ApiLimiter | None  # None: API_RATE_LIMIT=0
+    rules: RulesCache  # branch rules remembered for bookings (issue 17)

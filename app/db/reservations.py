@@ -52,29 +52,37 @@ SEAT_LOCK, USER_LOCK = 71_001, 71_002
 # transaction, they make the constraint check meet only committed rows. The constraints
 # still decide who wins. FOR SHARE on the seat: staff closing it (an UPDATE) waits for
 # this booking to commit and then cancels it, or the booking sees it closed.
+#
+# The booking was judged by one branch's rules ($7) at one version ($8): it inserts only
+# if, now that the locks are held, the seat is still that branch's and the rules are
+# still at that version (read by dlsms_rules_version, migration 0006: a staff change
+# bumps it while holding every seat's lock, so it commits before or after this insert,
+# never during). Otherwise it inserts nothing and answers what it found, and the caller
+# judges again by the current rules; nothing judged by stale rules is ever committed.
 _INSERT = f"""
     WITH locked AS MATERIALIZED (
         SELECT pg_advisory_xact_lock({SEAT_LOCK}, ($2::bigint % 2147483647)::int) AS seat,
                pg_advisory_xact_lock({USER_LOCK}, ($1::bigint % 2147483647)::int) AS usr
-    ), s AS (
+    ), s AS MATERIALIZED (
         SELECT seats.id, seats.branch_id, seats.area, seats.label FROM seats, locked
         WHERE seats.id = $2 AND seats.status = 'ACTIVE' FOR SHARE OF seats
+    ), v AS MATERIALIZED (
+        SELECT dlsms_rules_version(s.branch_id) AS rules_version FROM s
     ), r AS (
         INSERT INTO reservations (user_id, seat_id, start_time, end_time, status,
                                   created_at, updated_at)
-        SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s
+        SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s, v
+        WHERE s.branch_id = $7 AND v.rules_version = $8
         -- $6: refuse (insert nothing) when the user has a no-show since then, so that
         -- the caller can look closer (fair use); NULL: no such guard.
-        WHERE $6::timestamptz IS NULL OR NOT EXISTS (
+          AND ($6::timestamptz IS NULL OR NOT EXISTS (
             SELECT 1 FROM reservations n
-            WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6)
+            WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6))
         RETURNING *
     )
-    -- The branch's rules version as of now that the locks are held (migration 0006).
-    SELECT {COLUMNS}, dlsms_rules_version(s.branch_id) AS rules_version
-    FROM r JOIN s ON s.id = r.seat_id JOIN branches b ON b.id = s.branch_id
+    SELECT {COLUMNS}, v.rules_version
+    FROM s CROSS JOIN v JOIN branches b ON b.id = s.branch_id LEFT JOIN r ON r.seat_id = s.id
 """
-_DELETE_NEW = "DELETE FROM reservations WHERE id = $1 AND status = 'CONFIRMED'"
 
 _GET = f"SELECT {COLUMNS} FROM reservations r {_JOIN_SEAT} WHERE r.id = $1"
 
@@ -164,9 +172,12 @@ async def booking_context(
 
 
 @dataclass(frozen=True)
-class Inserted:
-    reservation: Reservation
-    rules_version: int  # the branch's, read after the insert's locks were taken
+class RulesChanged:
+    """The insert found the seat's branch or its rules version other than the booking
+    was judged by, and inserted nothing."""
+
+    branch_id: int
+    rules_version: int
 
 
 async def insert(
@@ -178,13 +189,16 @@ async def insert(
     end: datetime,
     now: datetime,
     unless_no_shows_since: datetime | None,
-) -> Inserted | None:
-    """A CONFIRMED reservation, or None when the seat is missing or not ACTIVE, or the
-    user has a no-show after ``unless_no_shows_since`` (when given).
+    judged_by: tuple[int, int],
+) -> Reservation | RulesChanged | None:
+    """A CONFIRMED reservation, if the seat is still the branch's and its rules still at
+    the version ``judged_by`` = (branch id, rules version), else RulesChanged; or None
+    when the seat is missing or not ACTIVE, or the user has a no-show after
+    ``unless_no_shows_since`` (when given).
 
     Overlaps raise SeatConflict / UserOverlap (from the constraint that fired). A
     deadlock abort (40P01) propagates: the unit of work runs again."""
-    args = (user_id, seat_id, start, end, now, unless_no_shows_since)
+    args = (user_id, seat_id, start, end, now, unless_no_shows_since, *judged_by)
     try:
         if conn.is_in_transaction():
             # A savepoint: a refused insert leaves the caller's transaction usable (an
@@ -197,15 +211,12 @@ async def insert(
         raise error_for_constraint(exc) from exc
     if row is None:
         return None
+    if row["id"] is None:
+        found = (row["branch_id"], row["rules_version"])
+        return None if found == judged_by else RulesChanged(*found)
     fields = dict(row)
-    rules_version = fields.pop("rules_version")
-    return Inserted(Reservation.model_validate(fields), rules_version)
-
-
-async def delete_new(conn: Connection, reservation_id: int) -> None:
-    """Take back a booking just made that the rules refuse after all (it was never
-    answered to anyone)."""
-    await conn.execute(_DELETE_NEW, reservation_id)
+    del fields["rules_version"]
+    return Reservation.model_validate(fields)
 
 
 async def get(conn: Connection, reservation_id: int) -> Reservation | None:

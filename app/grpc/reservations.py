@@ -67,6 +67,7 @@ class ReservationServicer(Servicer, pb_grpc.ReservationServiceServicer):
                 data=body,
                 now=self.now(),
                 idempotency_key=key,
+                rules_cache=self.state["rules"],
             )
         return await _answer(created, context)
 

@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import Conn, CurrentUser, Now, PathId, PublisherDep, SettingsDep
+from app.deps import Conn, CurrentUser, Now, PathId, PublisherDep, SettingsDep, app_state
 from app.errors import (
     CheckinWindow,
     IdempotencyInProgress,
@@ -64,6 +64,7 @@ IdempotencyKey = Annotated[
     ),
 )
 async def create_reservation(
+    request: Request,
     body: ReservationCreate,
     user: CurrentUser,
     conn: Conn,
@@ -74,7 +75,14 @@ async def create_reservation(
 ) -> ReservationOut | Response:
     """Book a seat for the half-open interval [start_time, end_time)."""
     created = await reservations_service.create(
-        conn, publisher, settings, user=user, data=body, now=now, idempotency_key=idempotency_key
+        conn,
+        publisher,
+        settings,
+        user=user,
+        data=body,
+        now=now,
+        idempotency_key=idempotency_key,
+        rules_cache=app_state(request)["rules"],
     )
     if isinstance(created, ReservationOut):
         return created

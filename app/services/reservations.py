@@ -12,10 +12,13 @@ from app.db import waitlist as waitlist_db
 from app.db.pool import Connection
 from app.errors import (
     CheckinWindow,
-    DomainError,
+    InvalidInterval,
     InvalidState,
     NotFound,
+    OutsideOpeningHours,
+    QuotaExceeded,
     SeatUnavailable,
+    ServiceUnavailable,
     Suspended,
 )
 from app.models import Reservation, ReservationStatus, SeatStatus, TokenUser, WaitlistStatus
@@ -69,17 +72,26 @@ async def create(
     data: ReservationCreate,
     now: datetime,
     idempotency_key: str | None = None,
+    rules_cache: rules.RulesCache | None = None,
 ) -> ReservationOut | idempotency_service.Answer:
-    """Book a seat; with an Idempotency-Key, once per key (the stored answer replayed)."""
+    """Book a seat; with an Idempotency-Key, once per key (the stored answer replayed).
+    ``rules_cache``: the process's remembered branch rules (none: read them each time)."""
+    cache = rules_cache or rules.RulesCache(settings)
     # The rules first: a request they refuse never uses up its key.
-    branch_rules = await rules.for_seat(conn, settings, data.seat_id, now=now)
-    if branch_rules is None:
-        raise NotFound("No such seat")
-    rules.check_interval(branch_rules, data.start_time, data.end_time, now)
+    remembered = cache.get(data.seat_id, now=now)
+    try:
+        branch_rules = remembered or await _current_rules(conn, cache, data.seat_id, now=now)
+        rules.check_interval(branch_rules, data.start_time, data.end_time, now)
+    except (InvalidInterval, OutsideOpeningHours):
+        if remembered is None:
+            raise
+        # Refused by remembered rules: only current ones may refuse.
+        branch_rules = await _current_rules(conn, cache, data.seat_id, now=now)
+        rules.check_interval(branch_rules, data.start_time, data.end_time, now)
 
     async def book_it(uow: UnitOfWork) -> ReservationOut:
         reservation = await book(
-            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now
+            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now, cache=cache
         )
         booked(uow.changes, reservation, now=now)
         uow.mail(user.id, MailKind.BOOKING_CONFIRMED, reservation_id=reservation.id)  # e-mail
@@ -105,6 +117,20 @@ async def create(
     )
 
 
+async def _current_rules(
+    conn: Connection, cache: rules.RulesCache, seat_id: int, *, now: datetime
+) -> rules.BranchRules:
+    current = await cache.fresh(conn, seat_id, now=now)
+    if current is None:
+        raise NotFound("No such seat")
+    return current
+
+
+# Staff changing a branch's rules again and again while one booking is judged: each
+# change makes the booking read and judge again; it gives up after this many.
+RULES_ATTEMPTS = 5
+
+
 async def book(
     conn: Connection,
     settings: Settings,
@@ -113,15 +139,59 @@ async def book(
     user_id: int,
     data: ReservationCreate,
     now: datetime,
+    cache: rules.RulesCache | None = None,
 ) -> Reservation:
     """Insert a CONFIRMED reservation; the exclusion constraints decide every race. The
-    caller checked the interval against ``branch_rules``; the quotas are checked here,
-    so with quotas this must run inside a transaction.
+    caller checked the interval against ``branch_rules``; the quotas are checked here
+    (in a transaction: the caller's, else one of its own).
+
+    The insert checks that the rules are still those (the seat's branch and its rules
+    version); if they changed, the booking is judged again by the current ones (read
+    through ``cache``, which they refresh) and inserted again. A quota refusal is judged
+    again likewise: ``branch_rules`` may be remembered ones."""
+    cache = cache or rules.RulesCache(settings)
+    for _ in range(RULES_ATTEMPTS):
+        try:
+            reservation = await _book_by(
+                conn, settings, branch_rules, user_id=user_id, data=data, now=now
+            )
+        except QuotaExceeded:
+            current = await _current_rules(conn, cache, data.seat_id, now=now)
+            if (current.branch_id, current.version) == (
+                branch_rules.branch_id,
+                branch_rules.version,
+            ):
+                raise
+            reservation = None
+        else:
+            if reservation is not None:
+                return reservation
+            current = await _current_rules(conn, cache, data.seat_id, now=now)
+        rules.check_interval(current, data.start_time, data.end_time, now)
+        branch_rules = current
+    raise ServiceUnavailable("The branch's booking rules keep changing; try again")
+
+
+async def _book_by(
+    conn: Connection,
+    settings: Settings,
+    branch_rules: rules.BranchRules,
+    *,
+    user_id: int,
+    data: ReservationCreate,
+    now: datetime,
+) -> Reservation | None:
+    """The booking judged by ``branch_rules``; None: they are no longer the seat's
+    branch's current rules (nothing inserted).
 
     One round trip in the common case: the insert itself checks that the seat is ACTIVE
     and that the user has no recent no-show. Only when it inserts nothing do we look
     closer (missing seat, closed seat, fair use) and, if the no-shows don't amount to a
     suspension, insert without that guard."""
+    if quotas.has_quotas(branch_rules) and not conn.is_in_transaction():
+        # Rules that gained quotas since the booking began without a transaction.
+        async with conn.transaction():
+            return await _book_by(conn, settings, branch_rules, user_id=user_id, data=data, now=now)
     await quotas.check(
         conn,
         branch_rules,
@@ -132,8 +202,10 @@ async def book(
     )
     no_shows_after = now - fair_use.lookback(settings)
 
-    async def insert(unless_no_shows_since: datetime | None) -> Reservation | None:
-        inserted = await reservations_db.insert(
+    async def insert(
+        unless_no_shows_since: datetime | None,
+    ) -> Reservation | reservations_db.RulesChanged | None:
+        return await reservations_db.insert(
             conn,
             user_id=user_id,
             seat_id=data.seat_id,
@@ -141,14 +213,14 @@ async def book(
             end=data.end_time,
             now=now,
             unless_no_shows_since=unless_no_shows_since,
+            judged_by=(branch_rules.branch_id, branch_rules.version),
         )
-        if inserted is not None and inserted.rules_version != branch_rules.version:
-            await _recheck(conn, settings, inserted.reservation, now=now)
-        return None if inserted is None else inserted.reservation
 
-    reservation = await insert(no_shows_after)
-    if reservation is not None:
-        return reservation
+    inserted = await insert(no_shows_after)
+    if isinstance(inserted, reservations_db.RulesChanged):
+        return None
+    if inserted is not None:
+        return inserted
     context = await reservations_db.booking_context(
         conn, data.seat_id, user_id, no_shows_after=no_shows_after, now=now
     )
@@ -159,27 +231,12 @@ async def book(
         raise Suspended(suspended_until)
     if context.seat_status != SeatStatus.ACTIVE:
         raise SeatUnavailable(f"The seat is {context.seat_status}, not open for booking")
-    reservation = await insert(None)
-    if reservation is None:  # staff closed the seat a moment ago
+    inserted = await insert(None)
+    if isinstance(inserted, reservations_db.RulesChanged):
+        return None
+    if inserted is None:  # staff closed the seat a moment ago
         raise SeatUnavailable("The seat is not open for booking")
-    return reservation
-
-
-async def _recheck(
-    conn: Connection, settings: Settings, reservation: Reservation, *, now: datetime
-) -> None:
-    """Staff changed the branch's rules between our reading them and our insert (which
-    then waited for that change to commit): judge the booking by the new ones, taking it
-    back if they refuse it."""
-    fresh = await rules.for_seat(conn, settings, reservation.seat_id, now=now)
-    try:
-        if fresh is None:
-            raise NotFound("No such seat")
-        rules.check_length(fresh, reservation.start_time, reservation.end_time)
-        rules.check_within_hours(fresh, reservation.start_time, reservation.end_time)
-    except DomainError:
-        await reservations_db.delete_new(conn, reservation.id)
-        raise
+    return inserted
 
 
 def booked(changes: Changes, reservation: Reservation, *, now: datetime) -> None:

@@ -61,6 +61,45 @@ async def for_branch(
     return None if row is None else _rules(settings, row)
 
 
+class RulesCache:
+    """The rules of the branches this process booked at lately, per seat (issue 17): a
+    booking judged by them is one statement, the insert, instead of two.
+
+    Never trusted blindly. The insert inserts only if the seat's branch and its rules
+    version are still those the booking was judged by (app/db/reservations.py); if not,
+    the booking is judged again by the current rules, read here afresh. Every staff
+    change of hours, closures or policy bumps the version (app/services/branch_admin.py).
+    A refusal by remembered rules is judged again by current ones before it is answered
+    (app/services/reservations.py). An entry serves one ``_since`` day only (the
+    closures it holds are those ending on or after it), and belongs to one process and
+    its settings (the global policy defaults are part of the rules)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._branch_of: dict[int, int] = {}  # seat id -> branch id
+        self._rules: dict[int, tuple[date, BranchRules]] = {}  # branch id -> (since, rules)
+
+    def get(self, seat_id: int, *, now: datetime) -> BranchRules | None:
+        """The remembered rules of the seat's branch, or None: read them (``fresh``)."""
+        branch_id = self._branch_of.get(seat_id)
+        entry = None if branch_id is None else self._rules.get(branch_id)
+        if entry is None or entry[0] != _since(now):
+            return None
+        return entry[1]
+
+    async def fresh(self, conn: Connection, seat_id: int, *, now: datetime) -> BranchRules | None:
+        """The rules of the seat's branch as they stand, remembered; None: no such seat."""
+        since = _since(now)
+        row = await branches_db.rules(conn, since=since, seat_id=seat_id)
+        if row is None:
+            self._branch_of.pop(seat_id, None)
+            return None
+        current = _rules(self._settings, row)
+        self._branch_of[seat_id] = current.branch_id
+        self._rules[current.branch_id] = (since, current)
+        return current
+
+
 def _rules(settings: Settings, row: dict[str, object]) -> BranchRules:
     return BranchRules(
         branch_id=int(str(row["id"])),
