@@ -39,12 +39,12 @@ _RANK = "max(CASE r.status WHEN 'CHECKED_IN' THEN 3 WHEN 'CONFIRMED' THEN 2 ELSE
 _RANK_WORD = "CASE {rank} WHEN 3 THEN 'occupied' WHEN 2 THEN 'booked' WHEN 1 THEN 'held' END"
 
 
-def _state(taken: str, closed: str) -> str:
+def _state(taken: str, closed: str, status: str = "s.status") -> str:
     """The seat's state word for the web app's map: its status when not ACTIVE, else what
     ``taken`` (a rank subquery, NULL when nothing active overlaps) makes of it, else
     ``outside_hours`` when ``closed`` (its branch is not open for the asked time)."""
     return f"""
-    CASE s.status WHEN 'MAINTENANCE' THEN 'maintenance' WHEN 'CLOSED' THEN 'closed'
+    CASE {status} WHEN 'MAINTENANCE' THEN 'maintenance' WHEN 'CLOSED' THEN 'closed'
          ELSE coalesce({_RANK_WORD.format(rank=taken)},
                        CASE WHEN {closed} THEN 'outside_hours' ELSE 'free' END) END
 """
@@ -72,46 +72,52 @@ _FILTERS = """
 """
 
 
-def _available_in_busy(closed: str) -> str:
-    return (
-        "(s.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.seat_id = s.id)"
-        f" AND NOT {_in_closed(closed)})"
-    )
+def _matching(closed: str) -> str:
+    """``matching``: the seats the filters let through, each with its busy rank (NULL:
+    nothing active overlaps $1), found by one hash join against ``busy`` rather than a
+    scan of ``busy`` per seat, and whether its branch is among the bigint[] parameter
+    ``closed`` (not open for $1); ``judged``: the same with ``available``."""
+    return f"""
+    matching AS (
+        SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
+               busy.rank, {_in_closed(closed)} AS closed
+        FROM seats s JOIN branches b ON b.id = s.branch_id
+        LEFT JOIN busy ON busy.seat_id = s.id
+        WHERE {_FILTERS}),
+    judged AS (
+        SELECT *, (status = 'ACTIVE' AND rank IS NULL AND NOT closed) AS available
+        FROM matching)
+"""
 
 
 _LIST = f"""
-    WITH {_BUSY_SEATS}, matching AS (
-        SELECT s.id, b.name AS branch, s.area, s.label, s.has_power, s.has_monitor, s.status,
-               {_available_in_busy("$10")} AS available,
-               {_state("(SELECT busy.rank FROM busy WHERE busy.seat_id = s.id)", _in_closed("$10"))}
-               AS state
-        FROM seats s JOIN branches b ON b.id = s.branch_id
-        WHERE {_FILTERS}
-    )
-    SELECT *, count(*) OVER () AS total FROM matching
+    WITH {_BUSY_SEATS}, {_matching("$10")}
+    SELECT id, branch, area, label, has_power, has_monitor, status, available,
+           {_state("rank", "closed", "status")} AS state,
+           count(*) OVER () AS total
+    FROM judged
     WHERE NOT $7::boolean OR available
     ORDER BY id
     LIMIT $8 OFFSET $9
 """
 
 # The same page as the SeatList JSON body, built by PostgreSQL: the hot listing path
-# then decodes no rows and validates no models in Python.
+# then decodes no rows and validates no models in Python. Each item is a row turned
+# into JSON whole (json_agg of a record: compact, and cheaper than json_build_object's
+# nine key/value arguments per seat).
 _LIST_JSON = f"""
     WITH page AS ({_LIST})
     SELECT json_build_object(
-        'items', coalesce(json_agg(json_build_object(
-            'id', id, 'branch', branch, 'area', area, 'label', label, 'has_power', has_power,
-            'has_monitor', has_monitor, 'status', status, 'available', available,
-            'state', state) ORDER BY id),
-            '[]'::json),
-        'total', coalesce(max(total), 0))::text
-    FROM page
+        'items', coalesce(json_agg(item ORDER BY item.id), '[]'::json),
+        'total', coalesce(max(page.total), 0))::text
+    FROM page, LATERAL (
+        SELECT page.id, page.branch, page.area, page.label, page.has_power,
+               page.has_monitor, page.status, page.available, page.state) item
 """
 
 _COUNT = f"""
-    WITH {_BUSY_SEATS}
-    SELECT count(*) FROM seats s JOIN branches b ON b.id = s.branch_id
-    WHERE {_FILTERS} AND (NOT $7::boolean OR {_available_in_busy("$8")})
+    WITH {_BUSY_SEATS}, {_matching("$8")}
+    SELECT count(*) FROM judged WHERE NOT $7::boolean OR available
 """
 
 _TAKEN_DURING = f"""(
