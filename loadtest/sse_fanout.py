@@ -27,11 +27,11 @@ Delays, all on this machine's wall clock (the server, PostgreSQL and this proces
 on the same host, so time.time() and the server's datetime.now() read one clock):
 
 * ``from_commit``: from the moment the offer's transaction committed, as seen by a
-  LISTEN connection of this process (a trigger the harness adds to the bench database
-  only: ``AFTER INSERT ON notifications ... pg_notify``; PostgreSQL delivers NOTIFY at
-  COMMIT), to the event's arrival on the subscriber's stream. Closest to "commit to
-  delivery" (the LISTEN path's own delay, well under a millisecond on an idle machine,
-  is not included). ``--no-commit-probe`` leaves the trigger out.
+  LISTEN connection in a process of its own (commit_probe.py; a trigger the harness
+  adds to the bench database only: ``AFTER INSERT ON notifications ... pg_notify``;
+  PostgreSQL delivers NOTIFY at COMMIT), to the event's arrival on the subscriber's
+  stream. Closest to "commit to delivery" (the LISTEN path's own delay, well under a
+  millisecond on an idle machine, is not included). ``--no-commit-probe`` leaves the trigger out.
 * ``from_created``: from the notification's ``created_at`` (the service's ``now`` for
   the request, taken before the transaction began) to arrival: commit-to-delivery plus
   the request's pool wait and transaction.
@@ -55,7 +55,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import bcrypt
 import clients
 import harness
@@ -447,16 +446,29 @@ async def measure_with(
         f"{idle['server']:.3f} cores"
     )
 
-    # Commit probe: NOTIFY reaches this LISTEN connection at COMMIT.
+    # Commit probe: NOTIFY reaches a LISTEN connection at COMMIT; it listens in a process
+    # of its own (commit_probe.py), which stamps each one the moment it arrives.
     commits: dict[int, float] = {}
-    listener: asyncpg.Connection | None = None
+    listener: asyncio.subprocess.Process | None = None
+    probe_reader: asyncio.Task[None] | None = None
     if args.commit_probe:
-        listener = await pg(url)
+        listener = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(harness.HERE / "commit_probe.py"),
+            url,
+            "loadtest_commit",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert listener.stdout is not None
+        assert (await listener.stdout.readline()).strip() == b"listening"
 
-        def on_commit(_c: object, _pid: int, _channel: str, payload: object) -> None:
-            commits.setdefault(int(str(payload)), time.time())
+        async def read_probe(stdout: asyncio.StreamReader) -> None:
+            while line := await stdout.readline():
+                payload, at = line.split()
+                commits.setdefault(int(payload), float(at))
 
-        await listener.add_listener("loadtest_commit", on_commit)
+        probe_reader = asyncio.create_task(read_probe(listener.stdout))
 
     rounds = []
     first_dt = datetime.fromisoformat(first.replace("Z", "+00:00"))
@@ -479,8 +491,10 @@ async def measure_with(
         )
         await asyncio.sleep(1.0)
     rounds_cpu = rounds_step.end()
-    if listener is not None:
-        await listener.close()
+    if listener is not None and listener.stdin is not None and probe_reader is not None:
+        listener.stdin.close()
+        await listener.wait()
+        await probe_reader
     out["rounds"] = [{k: v for k, v in r.items() if k != "_raw"} for r in rounds]
     out["rounds_cpu_cores"] = rounds_cpu
     raw = {k: [x for r in rounds for x in r["_raw"][k]] for k in rounds[0]["_raw"]}
