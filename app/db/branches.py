@@ -53,6 +53,7 @@ _RULES = f"""
 """
 
 _POLICY = f"SELECT {', '.join(POLICY_COLUMNS)} FROM branches WHERE id = $1"
+_SEAT_IDS = "SELECT id FROM seats WHERE branch_id = $1"
 
 
 async def schedules(
@@ -70,6 +71,11 @@ async def rules(
     branch or by one of its seats; None: no such branch or seat."""
     row = await conn.fetchrow(_RULES, branch_id, since, seat_id)
     return None if row is None else dict(row)
+
+
+async def seat_ids(conn: Connection, branch_id: int) -> list[int]:
+    """The ids of the branch's seats (any status)."""
+    return [row["id"] for row in await conn.fetch(_SEAT_IDS, branch_id)]
 
 
 async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:

@@ -95,6 +95,12 @@ class RulesCache:
             self._branch_of.pop(seat_id, None)
             return None
         current = _rules(self._settings, row)
+        known = self._rules.get(current.branch_id)
+        if known is None or known[0] != since:
+            # Once a branch a day: its seats, so that booking any of them finds the
+            # rules here (a seat added later is looked up when first booked).
+            for seat in await branches_db.seat_ids(conn, current.branch_id):
+                self._branch_of[seat] = current.branch_id
         self._branch_of[seat_id] = current.branch_id
         self._rules[current.branch_id] = (since, current)
         return current

@@ -72,9 +72,15 @@ async def staff_sets_policy(
     assert response.status_code == 200, response.text
 
 
-async def test_the_rules_are_read_once_for_many_bookings(
-    api: httpx.AsyncClient, seat: int, student: Student, monkeypatch: pytest.MonkeyPatch
+async def test_the_rules_are_read_once_for_many_bookings_of_the_branch(
+    api: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    seat: int,
+    student: Student,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    branch = await db.fetchval("SELECT branch_id FROM seats WHERE id = $1", seat)
+    neighbour = await add_seat(db, branch, "A2")
     reads = 0
     read = branches_db.rules
 
@@ -84,8 +90,8 @@ async def test_the_rules_are_read_once_for_many_bookings(
         return await read(*args, **kwargs)
 
     monkeypatch.setattr(branches_db, "rules", counted)
-    for hour in (10, 11, 12):
-        assert (await reserve(api, student, seat, at(hour), at(hour + 1))).status_code == 201
+    for booked_seat, hour in ((seat, 10), (seat, 11), (neighbour, 12)):
+        assert (await reserve(api, student, booked_seat, at(hour), at(hour + 1))).status_code == 201
     assert reads == 1
 
 
