@@ -12,10 +12,12 @@ instance through Redis, per process without it or while it is down. Past it, 429
 Not counted (and without the fields): health, readiness, metrics, the open streams, and
 the web app's static files (a page load fetches several; they cost nothing to serve).
 
-The client is the one ProxyHeadersMiddleware (outside this one) established: the peer,
-or the address a trusted proxy forwarded. IPv6 clients are counted per /64, the block
-one host gets. Tokens are verified through the app's TokenVerifier (app/security.py),
-which remembers valid ones: identifying the user is a dictionary lookup.
+Applied by the edge (app/edge.py), after the body limit and CORS preflights (a browser can
+read the 429; preflights are not counted). The client is the one ProxyHeadersMiddleware
+(outside the edge) established: the peer, or the address a trusted proxy forwarded.
+IPv6 clients are counted per /64, the block one host gets. Tokens are verified through
+the app's TokenVerifier (app/security.py), which remembers valid ones: identifying the
+user is a dictionary lookup.
 """
 
 import ipaddress
@@ -29,7 +31,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from app import apidocs, fastpath, metrics, sessions
 from app.cache import SeatCache
@@ -185,42 +188,27 @@ def header_fields(policy: Policy, decision: Decision) -> list[tuple[bytes, bytes
     ]
 
 
-class RateLimitMiddleware:
-    """Counts each request against its client's bucket; answers 429 past it."""
+def refusal(scope: Scope, policy: Policy, decision: Decision) -> Response:
+    """The 429 for a request its bucket refused (counted in dlsms_rate_limited_total)."""
+    metrics.RATE_LIMITED.labels(policy.name).inc()
+    scope[metrics.ROUTE_SCOPE_KEY] = "<rate limited>"
+    retry_after = max(1, math.ceil(decision.retry_after))
+    refused = RateLimited(
+        retry_after,
+        what="requests",
+        headers={k.decode(): v.decode() for k, v in header_fields(policy, decision)},
+    )
+    return error_response(refused)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or exempt(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        state = cast(dict[str, Any], scope.get("state") or {})
-        limiter: ApiLimiter | None = state.get("api_limiter")
-        verdict = await limiter.admit(scope) if limiter is not None else None
-        if verdict is None:
-            await self.app(scope, receive, send)
-            return
-        policy, decision = verdict
-        fields = header_fields(policy, decision)
-        if not decision.admitted:
-            metrics.RATE_LIMITED.labels(policy.name).inc()
-            scope[metrics.ROUTE_SCOPE_KEY] = "<rate limited>"
-            retry_after = max(1, math.ceil(decision.retry_after))
-            refused = RateLimited(
-                retry_after,
-                what="requests",
-                headers={k.decode(): v.decode() for k, v in fields},
-            )
-            await error_response(refused)(scope, receive, send)
-            return
-
-        async def send_with_fields(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *fields]
-            await send(message)
-
-        await self.app(scope, receive, send_with_fields)
+async def admit(scope: Scope) -> tuple[Policy, Decision] | None:
+    """The bucket this request was counted in and the verdict; None when it is not
+    counted (exempt paths, no limit configured, a caller without a bucket)."""
+    if exempt(scope["path"]):
+        return None
+    state = cast(dict[str, Any], scope.get("state") or {})
+    limiter: ApiLimiter | None = state.get("api_limiter")
+    return await limiter.admit(scope) if limiter is not None else None
 
 
 def document_rate_limit(app: FastAPI) -> None:

@@ -2,68 +2,64 @@
 
 A declared Content-Length over the limit is refused before a byte is read; a body
 sent without one (chunked) is counted as it arrives and refused once it passes the
-limit, so a client cannot make the service buffer megabytes.
+limit, so a client cannot make the service buffer megabytes. Applied by the edge
+(app/edge.py), before the rate limit: a refused body is not counted.
 """
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from collections.abc import Callable
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import PayloadTooLarge, error_response
 
 
-class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        received = 0
-        refused = False
-        response_started = False
-
-        async def counted_receive() -> Message:
-            nonlocal received, refused
-            message = await receive()
-            if message["type"] == "http.request" and not (refused or response_started):
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Answer now, and tell the app the client is gone: whatever it
-                    # does next is dropped (tracked_send).
-                    refused = True
-                    await self._refuse(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal response_started
-            if refused:
-                return
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except Exception:
-            if not refused:
-                raise
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        too_large = PayloadTooLarge(f"Request body larger than {self.max_bytes} bytes")
-        await error_response(too_large)(scope, receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the request declares a Content-Length over ``max_bytes``."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                return int(value) > max_bytes
             except ValueError:
-                return None
-    return None
+                return False
+    return False
+
+
+def too_large(max_bytes: int) -> Response:
+    return error_response(PayloadTooLarge(f"Request body larger than {max_bytes} bytes"))
+
+
+class CountedBody:
+    """The request's ``receive`` as the app gets it: the body counted as it arrives.
+
+    Past ``max_bytes`` (and before the app answered) it answers 413 through ``send``
+    and tells the app the client is gone; the edge then drops whatever the app sends
+    (``refused``)."""
+
+    __slots__ = ("_answered", "_max_bytes", "_receive", "_scope", "_send", "received", "refused")
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        max_bytes: int,
+        answered: Callable[[], bool],
+    ) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._max_bytes = max_bytes
+        self._answered = answered
+        self.received = 0
+        self.refused = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not (self.refused or self._answered()):
+            self.received += len(message.get("body", b""))
+            if self.received > self._max_bytes:
+                self.refused = True
+                await too_large(self._max_bytes)(self._scope, self._receive, self._send)
+                return {"type": "http.disconnect"}
+        return message

@@ -1,7 +1,7 @@
 """Cached seat listings answered before the framework: the finals-week hot path.
 
 ``GET /seats`` and ``GET /branches`` are what everyone refreshes at once. When Redis
-holds a valid answer, this pure ASGI middleware sends it straight away: no routing,
+holds a valid answer, the edge (app/edge.py) sends it straight away: no routing,
 no dependency injection, no validation, no response model. That is safe because an
 answer is only ever stored by the routes themselves, after FastAPI validated the
 very same query string (the key is the normalised raw query), so a hit is for a
@@ -12,7 +12,7 @@ rule for storing are app/cache.py's.
 
 from typing import Any, cast
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from app import metrics
 from app.cache import ListingSlot, Lookup, SeatCache, listing_slot
@@ -20,40 +20,29 @@ from app.clock import Clock
 
 CACHED_PATHS = frozenset({"/seats", "/branches"})
 _LOOKUP_SCOPE_KEY = "dlsms.seat_cache_lookup"
+_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
-class CachedListingMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+async def cached_answer(scope: Scope) -> bytes | None:
+    """The stored answer to this cached listing request, or None (a miss, handed on to
+    the route through the scope, or no cache)."""
+    state = cast(dict[str, Any], scope.get("state") or {})
+    cache: SeatCache | None = state.get("cache")
+    clock: Clock | None = state.get("clock")
+    if cache is None or clock is None or not cache.enabled:
+        return None
+    # The rate limiter may have read it already, in its own round trip (app/apilimit.py).
+    lookup = scope.get(_LOOKUP_SCOPE_KEY) or await cache.read(slot_of(scope), clock.now())
+    if lookup.body is None:
+        scope[_LOOKUP_SCOPE_KEY] = lookup
+        return None
+    scope[metrics.ROUTE_SCOPE_KEY] = scope["path"]
+    return lookup.body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_cached_listing(scope):
-            await self.app(scope, receive, send)
-            return
-        state = cast(dict[str, Any], scope.get("state") or {})
-        cache: SeatCache | None = state.get("cache")
-        clock: Clock | None = state.get("clock")
-        if cache is None or clock is None or not cache.enabled:
-            await self.app(scope, receive, send)
-            return
-        # The rate limiter may have read it already, in its own round trip (app/apilimit.py).
-        lookup = scope.get(_LOOKUP_SCOPE_KEY) or await cache.read(slot_of(scope), clock.now())
-        if lookup.body is None:
-            scope[_LOOKUP_SCOPE_KEY] = lookup
-            await self.app(scope, receive, send)
-            return
-        scope[metrics.ROUTE_SCOPE_KEY] = scope["path"]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(lookup.body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": lookup.body})
+
+def answer_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of a cached answer, as the route sends them."""
+    return [_CONTENT_TYPE, (b"content-length", b"%d" % len(body))]
 
 
 def is_cached_listing(scope: Scope) -> bool:
@@ -71,8 +60,8 @@ def remember_lookup(scope: Scope, lookup: Lookup) -> None:
 
 
 def request_slot(scope: Scope) -> ListingSlot:
-    """The request's cache slot, carrying the lookup this middleware made (a miss) so
-    that the route does not ask Redis twice."""
+    """The request's cache slot, carrying the lookup the edge made (a miss) so that the
+    route does not ask Redis twice."""
     found = scope.get(_LOOKUP_SCOPE_KEY)
     return listing_slot(
         scope["path"], scope["query_string"], found if isinstance(found, Lookup) else None

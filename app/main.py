@@ -13,20 +13,18 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import apidocs, metrics, sessions, tracing
-from app.apilimit import ApiLimiter, RateLimitMiddleware, document_rate_limit
-from app.bodylimit import BodySizeLimitMiddleware
+from app.apilimit import ApiLimiter, document_rate_limit
 from app.cache import SeatCache
 from app.clock import Clock, SystemClock
 from app.db.embedded import EmbeddedPostgres
 from app.db.migrations import upgrade_to_head
 from app.db.pool import create_pool
+from app.edge import Edge
 from app.errors import install_error_handlers
-from app.fastpath import CachedListingMiddleware
 from app.grpc.server import GrpcServer
 from app.jobs.scheduler import start_scheduler
 from app.logs import configure_logging
-from app.metrics import MetricsMiddleware
-from app.middleware import JSONCORSMiddleware, RequestContextMiddleware
+from app.middleware import cors_policy
 from app.ratelimit import LoginLimiter
 from app.realtime.broker import Broker
 from app.realtime.clock_ticker import ClockTicker
@@ -47,7 +45,6 @@ from app.routers import (
     webhooks_admin,
 )
 from app.security import PasswordHasher, TokenVerifier
-from app.securityheaders import SecurityHeadersMiddleware
 from app.services.outbox import mail_writer
 from app.services.rules import RulesCache
 from app.settings import Settings, describe_validation_error
@@ -101,33 +98,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(webhooks_admin.router)  # /admin/webhooks (issue 15)
     apidocs.install(app)
     web.install(app)  # the web app's pages and /static
-    # Innermost: cached listings are answered inside CORS and the request-id middleware.
-    app.add_middleware(CachedListingMiddleware)
-    # Outside the fast path (cache hits are counted too; the limiter's Redis call reads
-    # the cached answer in the same round trip), inside CORS (a browser can read the 429;
-    # preflights are not counted).
-    app.add_middleware(RateLimitMiddleware)
-    if settings.CORS_ORIGINS:
-        app.add_middleware(
-            JSONCORSMiddleware,
-            allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=False,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=[
-                "X-Request-ID",
-                "Retry-After",
-                "Idempotent-Replayed",
-                "Content-Disposition",
-                "RateLimit",
-                "RateLimit-Policy",
-            ],
-        )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
-    # Outside the request context: its JSON 500s and 503s carry the headers too.
-    app.add_middleware(SecurityHeadersMiddleware)
+    # Security headers, request id and the last word on errors, metrics, body limit,
+    # CORS, rate limit and cached listings: one pass (app/edge.py says in which order).
+    app.add_middleware(
+        Edge,
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        cors=cors_policy(app, settings.CORS_ORIGINS),
+    )
     # Outermost: the login limits (and everything else) see the client behind a trusted
     # proxy, never the proxy. Here rather than in the server, so that `dlsms serve` (which
     # turns uvicorn's own off) and plain uvicorn agree; plain uvicorn runs the same

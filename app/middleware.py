@@ -1,84 +1,68 @@
-"""Request context: a request id on every request and log line, and the last word on errors.
+"""Request context: a request id on every request and log line, the last word on
+errors, and CORS. Applied by the edge (app/edge.py), which calls these functions.
 
-A pure ASGI middleware (no BaseHTTPMiddleware: it would buffer SSE streams). It sits
-inside Starlette's ServerErrorMiddleware, so nothing unexpected ever reaches the
-client as a plain-text page: an exception no handler knew becomes a JSON 500 that
-names the request id and nothing internal. (An unreachable database is a 503 by then:
-app/db/pool.py classifies driver errors where the connection is taken.)
+The edge sits inside Starlette's ServerErrorMiddleware, so nothing unexpected ever
+reaches the client as a plain-text page: an exception no handler knew becomes a JSON
+500 that names the request id and nothing internal (``internal_error``). (An
+unreachable database is a 503 by then: app/db/pool.py classifies driver errors where
+the connection is taken.)
 """
 
-import asyncio
-import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from app.errors import CorsRefused, InternalError, ServiceUnavailable, error_response
-from app.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-        response_started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except asyncio.CancelledError:
-            # The server gave up on this request (its shutdown grace period ran out):
-            # answer a JSON 503 the client can retry elsewhere, not a plain-text 500.
-            if not response_started:
-                shutting_down = ServiceUnavailable(
-                    "The server is shutting down; try again", headers={"Retry-After": "1"}
-                )
-                with contextlib.suppress(Exception):
-                    await error_response(shutting_down)(scope, receive, send_with_id)
-            raise
-        except Exception:
-            if response_started:
-                raise  # too late for an error body; the server closes the connection
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await error_response(InternalError(request_id))(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
+def request_id_of(scope: Scope) -> str:
+    """The client's X-Request-ID when it is a plain token, else a new one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             # Echoed into headers and logs: accept only a plain token.
-            return candidate if _SAFE_REQUEST_ID.match(candidate) else None
-    return None
+            if _SAFE_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def internal_error(scope: Scope, request_id: str) -> Response:
+    """The answer to an exception nothing handled (logged here, with its traceback)."""
+    log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+    return error_response(InternalError(request_id))
+
+
+def shutting_down() -> Response:
+    """The answer to a request the server gave up on (its shutdown grace period ran
+    out): a JSON 503 the client can retry elsewhere, not a plain-text 500."""
+    return error_response(
+        ServiceUnavailable("The server is shutting down; try again", headers={"Retry-After": "1"})
+    )
 
 
 class JSONCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight answered in JSON like every error."""
+    """Starlette's CORS, with a refused preflight answered in JSON like every error.
+
+    The edge uses its rules (``is_preflight``, ``preflight_response``, ``send``) rather
+    than running it as a layer of its own."""
+
+    def is_preflight(self, scope: Scope, headers: Headers) -> bool:
+        return (
+            scope["method"] == "OPTIONS"
+            and "origin" in headers
+            and "access-control-request-method" in headers
+        )
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
@@ -93,3 +77,24 @@ class JSONCORSMiddleware(CORSMiddleware):
             },
         )
         return error_response(refused)
+
+
+def cors_policy(app: ASGIApp, origins: Sequence[str]) -> JSONCORSMiddleware | None:
+    """The CORS rules for CORS_ORIGINS (None: no origin is allowed, no CORS headers)."""
+    if not origins:
+        return None
+    return JSONCORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_credentials=False,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[
+            "X-Request-ID",
+            "Retry-After",
+            "Idempotent-Replayed",
+            "Content-Disposition",
+            "RateLimit",
+            "RateLimit-Policy",
+        ],
+    )
