@@ -21,6 +21,7 @@ ASGI fast path in app/fastpath.py can answer without routing) and when an answer
 may be stored (``SeatCache.keep``: only for the branch scope the key was made from).
 """
 
+import functools
 import hashlib
 import logging
 import struct
@@ -67,6 +68,10 @@ _ADMIT_AND_GET_SCRIPT = (
 # Validity header of a stored answer: valid_from, valid_until (epoch seconds, float64).
 _HEADER = struct.Struct("!dd")
 _FOREVER = float("inf")
+# Looked up once: ``labels()`` takes a lock and builds a tuple on every call.
+_LOOKUPS_HIT = metrics.CACHE_LOOKUPS.labels("hit")
+_LOOKUPS_MISS = metrics.CACHE_LOOKUPS.labels("miss")
+_LOOKUPS_OFF = metrics.CACHE_LOOKUPS.labels("off")
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,16 @@ def listing_slot(path: str, query_string: bytes, lookup: Lookup | None = None) -
 
     Parameters are sorted so that their order does not matter; repeated ones keep their
     order (FastAPI reads the last), so the key still tells them apart."""
+    return ListingSlot(*_normalised(path, query_string), lookup)
+
+
+# Remembered: everyone asks the same few queries, and parsing and re-encoding one cost
+# more than the rest of a cache hit's own code. Bounded; any query string may arrive.
+@functools.lru_cache(maxsize=4096)
+def _normalised(path: str, query_string: bytes) -> tuple[str, str | None]:
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     branch = next((v for k, v in reversed(pairs) if k == "branch"), None)
-    key = f"{path}?{urlencode(sorted(pairs, key=lambda kv: kv[0]))}"
-    return ListingSlot(key, branch, lookup)
+    return f"{path}?{urlencode(sorted(pairs, key=lambda kv: kv[0]))}", branch
 
 
 class SeatCache:
@@ -119,7 +130,7 @@ class SeatCache:
         scope = _scope(branch)
         key = _digest(query)
         if self._get is None or not self.enabled:
-            metrics.CACHE_LOOKUPS.labels("off").inc()
+            _LOOKUPS_OFF.inc()
             return Lookup(scope, key, None, None)
         try:
             generation, stored = await self._get(
@@ -127,7 +138,7 @@ class SeatCache:
             )
         except RedisError as exc:
             self._pause(exc)
-            metrics.CACHE_LOOKUPS.labels("off").inc()
+            _LOOKUPS_OFF.inc()
             return Lookup(scope, key, None, None)
         return self._found(scope, key, generation, stored, now)
 
@@ -163,7 +174,7 @@ class SeatCache:
             valid_from, valid_until = _HEADER.unpack_from(stored)
             if valid_from <= now.timestamp() < valid_until:
                 body = stored[_HEADER.size :]
-        metrics.CACHE_LOOKUPS.labels("miss" if body is None else "hit").inc()
+        (_LOOKUPS_MISS if body is None else _LOOKUPS_HIT).inc()
         return Lookup(scope, key, generation, body)
 
     async def read(self, slot: ListingSlot, now: datetime) -> Lookup:
@@ -243,5 +254,6 @@ def _scope(branch: str | None) -> str:
     return _ALL if branch is None else "branch:" + _digest(branch)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few queries and branches, over and over
 def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Tracing is app/tracing.py's (OTEL_EXPORTER_OTLP_ENDPOINT). FastAPI's own
+        # telemetry would stand aside for it anyway; off, it costs no check per request
+        # (it asked OpenTelemetry for its providers on every one: 2 % of a cached listing).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # /docs and /redoc come from apidocs: no CDN
         redoc_url=None,
     )
