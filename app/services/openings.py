@@ -241,6 +241,7 @@ def covering_opening(
 
 
 _CHUNK_DAYS = 16  # more than two weeks: a template that is not always open changes in one
+_WEEK_AND_A_DAY = timedelta(days=8)
 
 
 def next_change(
@@ -260,6 +261,8 @@ def next_change(
             for edge in opening:
                 if after < edge and window.start < edge < window.end:
                     return edge
-        if last > last_closure:
+        # No change here, and more than a week of the plain template after the last
+        # closure looked at: a template that changes at all changes within any week.
+        if last > last_closure + _WEEK_AND_A_DAY:
             return None
         first = last - timedelta(days=1)

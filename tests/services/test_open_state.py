@@ -1,13 +1,17 @@
 """A branch's open state remembered until its next change (app/services/branches.py
 ``_known_state``): every answer equals the one computed afresh, across a change, for
-an earlier instant, and for a schedule that changed in the database."""
+an earlier instant, and for a schedule that changed in the database; and the next
+change it is remembered until is never missed after a long closure."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from app.services import branches
+from app.services import branches, openings
+from app.services.openings import Closure
 
 DAY = [{"opens": "08:00", "closes": "22:00"}]
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def row(hours: dict[str, Any], closures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -41,3 +45,20 @@ def test_a_changed_schedule_is_not_answered_from_the_old_one() -> None:
     assert remembered(closed_row, at) == fresh(closed_row, at)
     assert remembered(closed_row, at)[0] is False
     assert remembered(row({"monday": DAY}, []), at)[0] is True
+
+
+def test_next_change_after_a_long_closure_of_a_weekly_template_is_found() -> None:
+    # Open on Wednesdays only, closed for 0..20 days from various dates: the next change
+    # is the first opening edge after ``at`` (a long look at the openings), never None.
+    # (It answered None when the closure ended within a week of its look's end.)
+    weekly = openings.parse_weekly({"wednesday": DAY})
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    for start in range(-3, 4):
+        for length in range(21):
+            first = at.date() + timedelta(days=start)
+            closure = Closure(first, first + timedelta(days=length), "works")
+            long_look = openings.openings(
+                weekly, (closure,), UTC_ZONE, at.date(), at.date() + timedelta(days=60)
+            )
+            expected = min(edge for o in long_look for edge in o if edge > at)
+            assert openings.next_change(weekly, (closure,), UTC_ZONE, at) == expected
