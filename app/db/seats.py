@@ -140,25 +140,24 @@ _BUSY = f"""
     ORDER BY r.start_time
 """
 
+# $1 is a point: at most one active reservation per seat overlaps it (the exclusion
+# constraint), so a seat's busy rank is that reservation's status. The busy seats are
+# found once through reservations_active_range_idx and hash-joined, not probed per seat.
 _BRANCHES = f"""
+    WITH {_BUSY_SEATS}
     SELECT b.id, b.name, b.timezone,
            count(s.id) AS total_seats,
-           count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND now_r.status IS NULL
+           count(s.id) FILTER (WHERE s.status = 'ACTIVE' AND busy.rank IS NULL
                                AND NOT b.id = ANY($3::bigint[])) AS available_now,
-           count(s.id) FILTER (WHERE now_r.status IN ('HELD', 'CONFIRMED')) AS reserved_now,
-           count(s.id) FILTER (WHERE now_r.status = 'CHECKED_IN') AS occupied_now,
+           count(s.id) FILTER (WHERE busy.rank IN (1, 2)) AS reserved_now,
+           count(s.id) FILTER (WHERE busy.rank = 3) AS occupied_now,
            count(s.id) FILTER (WHERE s.has_power) AS with_power,
            count(s.id) FILTER (WHERE s.has_monitor) AS with_monitor,
            coalesce(array_agg(DISTINCT s.area ORDER BY s.area)
                     FILTER (WHERE s.id IS NOT NULL), '{{}}') AS areas
     FROM branches b
     LEFT JOIN seats s ON s.branch_id = b.id
-    LEFT JOIN LATERAL (
-        SELECT r.status FROM reservations r
-        WHERE r.seat_id = s.id AND {_ACTIVE}
-          AND tstzrange(r.start_time, r.end_time, '[)') && $1::tstzrange
-        LIMIT 1
-    ) now_r ON true
+    LEFT JOIN busy ON busy.seat_id = s.id
     WHERE $2::bigint IS NULL OR b.id = $2
     GROUP BY b.id
     ORDER BY b.name
