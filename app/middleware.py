@@ -9,8 +9,8 @@ the connection is taken.)
 """
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Sequence
 
 from starlette.datastructures import Headers
@@ -34,7 +34,9 @@ def request_id_of(scope: Scope) -> str:
             if _SAFE_REQUEST_ID.match(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex without its version bits and
+    # its UUID object (a quarter of the cost; 1.5 % of a cached listing).
+    return os.urandom(16).hex()
 
 
 def internal_error(scope: Scope, request_id: str) -> Response:
