@@ -73,11 +73,14 @@ _INSERT = f"""
                                   created_at, updated_at)
         SELECT $1, s.id, $3, $4, 'CONFIRMED', $5, $5 FROM s, v
         WHERE s.branch_id = $7 AND v.rules_version = $8
-        -- $6: refuse (insert nothing) when the user has a no-show since then, so that
-        -- the caller can look closer (fair use); NULL: no such guard.
-          AND ($6::timestamptz IS NULL OR NOT EXISTS (
-            SELECT 1 FROM reservations n
-            WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6))
+        -- $6, $9: refuse (insert nothing) when the user has $9 no-shows since $6 (then
+        -- a suspension is possible), so that the caller can look closer (fair use);
+        -- NULL: no such guard.
+          AND ($6::timestamptz IS NULL OR (
+            SELECT count(*) FROM (
+                SELECT 1 FROM reservations n
+                WHERE n.user_id = $1 AND n.status = 'NO_SHOW' AND n.start_time > $6
+                LIMIT $9) AS no_shows) < $9)
         RETURNING *
     )
     SELECT {COLUMNS}, v.rules_version
@@ -189,16 +192,17 @@ async def insert(
     end: datetime,
     now: datetime,
     unless_no_shows_since: datetime | None,
+    no_show_limit: int,
     judged_by: tuple[int, int],
 ) -> Reservation | RulesChanged | None:
     """A CONFIRMED reservation, if the seat is still the branch's and its rules still at
     the version ``judged_by`` = (branch id, rules version), else RulesChanged; or None
-    when the seat is missing or not ACTIVE, or the user has a no-show after
-    ``unless_no_shows_since`` (when given).
+    when the seat is missing or not ACTIVE, or the user has ``no_show_limit`` no-shows
+    after ``unless_no_shows_since`` (when given).
 
     Overlaps raise SeatConflict / UserOverlap (from the constraint that fired). A
     deadlock abort (40P01) propagates: the unit of work runs again."""
-    args = (user_id, seat_id, start, end, now, unless_no_shows_since, *judged_by)
+    args = (user_id, seat_id, start, end, now, unless_no_shows_since, *judged_by, no_show_limit)
     try:
         if conn.is_in_transaction():
             # A savepoint: a refused insert leaves the caller's transaction usable (an

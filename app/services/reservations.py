@@ -185,9 +185,9 @@ async def _book_by(
     branch's current rules (nothing inserted).
 
     One round trip in the common case: the insert itself checks that the seat is ACTIVE
-    and that the user has no recent no-show. Only when it inserts nothing do we look
-    closer (missing seat, closed seat, fair use) and, if the no-shows don't amount to a
-    suspension, insert without that guard."""
+    and that the user has fewer recent no-shows than a suspension takes. Only when it
+    inserts nothing do we look closer (missing seat, closed seat, fair use) and, if the
+    no-shows don't amount to a suspension, insert without that guard."""
     if quotas.has_quotas(branch_rules) and not conn.is_in_transaction():
         # Rules that gained quotas since the booking began without a transaction.
         async with conn.transaction():
@@ -213,6 +213,8 @@ async def _book_by(
             end=data.end_time,
             now=now,
             unless_no_shows_since=unless_no_shows_since,
+            # Fewer no-shows than the limit can't amount to a suspension.
+            no_show_limit=settings.NO_SHOW_LIMIT,
             judged_by=(branch_rules.branch_id, branch_rules.version),
         )
 
