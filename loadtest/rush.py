@@ -509,8 +509,7 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     record = {
         "scenario": "rush",
         "client": "locust (phases 1-2) + httpx/httpx-sse (3-5), in several processes",
-        "locust_processes": args.locust_processes,
-        "client_processes": args.client_processes,
+        "locust_processes": args.locust_processes,  # client_processes: rush_offers' record
         "workers": workers,
         "name": name,
         "command": "loadtest/rush.py " + " ".join(args.argv),
