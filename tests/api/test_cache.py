@@ -20,14 +20,17 @@ import pytest
 from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 
-from app.cache import SeatCache
+from app.cache import SeatCache, listing_slot
 from app.deps import app_state
 from app.jobs import sweeps
 from app.models import Role
 from app.security import encode_token
+from app.tokenbucket import Policy
 from tests.api.test_seats import at, book
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer
 from tests.factories import FrozenClock, add_branch, add_seat, add_user, iso
+from tests.ops.support import PrivateRedis
+from tests.ops.support import private_redis as private_redis  # the fixture
 
 NOW = at(9, 30)
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -503,6 +506,30 @@ async def test_cache_lookup_misses_until_an_answer_is_stored_then_hits(
     assert await hit(seat_cache, "Main") == b'{"items": []}'
     assert (await seat_cache.lookup(branch="Main", query="other", now=NOW)).body is None
     assert await hit(seat_cache, "Science") is None
+
+
+async def test_lookups_survive_a_server_that_lost_the_scripts(
+    private_redis: PrivateRedis,
+) -> None:
+    """The lookups run EVALSHA straight on a connection (SeatCache._run): a server that
+    no longer holds the scripts (restarted, flushed) is given them again, and the
+    connection that heard NOSCRIPT goes on serving."""
+    redis = Redis.from_url(private_redis.url, max_connections=1)
+    try:
+        cache = SeatCache(redis, ttl_seconds=CACHE_SECONDS)
+        await remember(cache, "Main", b"main")
+        policy = Policy("address", rate=60, period=60, burst=5)
+        slot = listing_slot("/seats", b"branch=Main")
+        for _ in range(2):
+            await redis.script_flush()
+            assert await hit(cache, "Main") == b"main"
+            await redis.script_flush()
+            decision, lookup = await cache.admit_and_lookup(policy, "10.0.0.1", slot, NOW)
+            assert decision.admitted
+            assert lookup is not None and lookup.generation is not None
+        assert cache.enabled
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.redis
