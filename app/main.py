@@ -250,8 +250,7 @@ def __getattr__(name: str) -> Any:
     # import time, so importing this module (tests, tools) reads no environment.
     if name == "app":
         settings = load_settings()
-        configure_logging(
-            settings.LOG_LEVEL, settings.LOG_FORMAT
-        )  # the process entry point owns logging
+        # The process entry point owns logging.
+        configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT, access_log=settings.ACCESS_LOG)
         return create_app(settings)
     raise AttributeError(name)

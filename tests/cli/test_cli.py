@@ -231,3 +231,43 @@ def test_serve_announces_itself_answers_ready_and_stops_cleanly_on_sigterm(
     assert "redis:    not configured" in banner
     assert f"docs:     {base}/docs" in banner
     assert "s3cret" not in banner + logs
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "logged"),
+    [
+        ([], {}, True),
+        (["--no-access-log"], {}, False),
+        ([], {"ACCESS_LOG": "false"}, False),
+    ],
+    ids=["default", "flag", "setting"],
+)
+def test_serve_logs_a_line_per_request_unless_told_not_to(
+    fresh_database: Callable[[str], str],
+    tmp_path: Path,
+    flags: list[str],
+    env: dict[str, str],
+    logged: bool,
+) -> None:
+    url = fresh_database("cli_access_log")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [DLSMS, "serve", "--port", str(port), *flags],
+            env=cli_env(url, LOG_FORMAT="text", **env),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            wait_until_ready(base, proc)
+            assert httpx.get(f"{base}/branches", timeout=5).status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert ('"GET /branches HTTP/1.1" 200' in stderr.read_text()) is logged
