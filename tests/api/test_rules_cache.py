@@ -164,13 +164,15 @@ async def test_a_seat_moved_to_another_branch_is_judged_by_that_branch(
     api: httpx.AsyncClient, db: asyncpg.Connection, seat: int, student: Student
 ) -> None:
     # No API moves a seat; should a database edit do it, both branches here have the
-    # same rules version (0), so only the branch id tells the remembered rules stale.
+    # same rules version, so only the branch id tells the remembered rules stale.
     short = await add_branch(db, "Short")
-    await db.execute(
-        "UPDATE branches SET hours = $2::jsonb WHERE id = $1",
+    version = await db.fetchval(
+        "UPDATE branches SET hours = $2::jsonb WHERE id = $1 RETURNING rules_version",
         short,
         json.dumps(weekly("08:00", "12:00")),
     )
+    main = await db.fetchval("SELECT branch_id FROM seats WHERE id = $1", seat)
+    await db.execute("UPDATE branches SET rules_version = $2 WHERE id = $1", main, version)
     assert (await reserve(api, student, seat, at(10), at(11))).status_code == 201
     await db.execute("UPDATE seats SET branch_id = $2 WHERE id = $1", seat, short)
     refused = await reserve(api, student, seat, at(13), at(14))
@@ -191,3 +193,32 @@ async def test_an_idempotent_booking_is_judged_by_the_current_rules(
     await staff_sets_policy(api, admin, db, seat, {"max_bookings_per_day": 2})
     refused = await reserve(api, student, seat, at(14), at(15), key="k-3")
     assert_error(refused, 409, "quota_exceeded")
+
+
+async def test_hours_changed_in_sql_refuse_the_next_booking(
+    api: httpx.AsyncClient, db: asyncpg.Connection, seat: int, student: Student
+) -> None:
+    # Not through the API: migration 0010's trigger moves the version all the same.
+    assert (await reserve(api, student, seat, at(10), at(11))).status_code == 201
+    await db.execute(
+        "UPDATE branches SET hours = $2::jsonb"
+        " WHERE id = (SELECT branch_id FROM seats WHERE id = $1)",
+        seat,
+        json.dumps(weekly("08:00", "12:00")),
+    )
+    refused = await reserve(api, student, seat, at(12), at(13))
+    assert "open 08:00-12:00" in assert_error(refused, 422, "outside_opening_hours")["detail"]
+
+
+async def test_a_closure_inserted_in_sql_refuses_the_next_booking(
+    api: httpx.AsyncClient, db: asyncpg.Connection, seat: int, student: Student
+) -> None:
+    assert (await reserve(api, student, seat, at(10), at(11))).status_code == 201
+    await db.execute(
+        "INSERT INTO branch_closures (branch_id, date_from, date_to, reason, created_at)"
+        " SELECT branch_id, '2026-12-02', '2026-12-02', 'Flood', now()"
+        " FROM seats WHERE id = $1",
+        seat,
+    )
+    refused = await reserve(api, student, seat, at(10, day=2), at(11, day=2))
+    assert "Flood" in assert_error(refused, 422, "outside_opening_hours")["detail"]
