@@ -24,7 +24,9 @@ class WebhookCreate(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2000,
-        pattern=r"^https?://[^\s/?#]+(?:[/?#]\S*)?$",
+        # ASCII controls and space spelled out, not \s: JSON Schema's regex dialect and
+        # pydantic's disagree on which other characters \s means (U+0085, for one).
+        pattern=r"^https?://[^\x00-\x20/?#]+(?:[/?#][^\x00-\x20]*)?$",
         description="http(s) URL. Refused (422 `webhook_url_refused`) when its name does "
         "not resolve or resolves to a loopback, private, link-local or reserved address "
         "(unless WEBHOOK_ALLOW_PRIVATE=true), or it holds credentials: no JSON Schema "

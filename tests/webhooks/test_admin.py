@@ -55,7 +55,9 @@ async def test_refusals(api: httpx.AsyncClient, admin: Student, receiver: Receiv
     assert_validation_error(await post({"url": receiver.url(), "events": []}), "body", "events")
     for url in ("ftp://example.org/hook", "not a url", "http:///nohost", "http://a b/"):
         assert_validation_error(await post({"url": url, "events": ["seat.updated"]}))
-    for url in ("http://u:p@example.org/", "http://no-such-host.invalid/hook"):
+    # A name with characters outside ASCII (U+0085 is whitespace to some regex dialects,
+    # not to others: the schema's pattern names the ASCII ones) is refused as a target.
+    for url in ("http://u:p@example.org/", "http://no-such-host.invalid/hook", "http://\x85x/"):
         refused = await post({"url": url, "events": ["seat.updated"]})
         assert_error(refused, 422, "webhook_url_refused")
 
