@@ -21,12 +21,14 @@ ASGI fast path in app/fastpath.py can answer without routing) and when an answer
 may be stored (``SeatCache.keep``: only for the branch scope the key was made from).
 """
 
+import asyncio
 import functools
 import hashlib
 import logging
 import struct
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,6 +89,14 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Computed:
+    """A freshly computed answer and the instant it stops being true (None: a write)."""
+
+    body: bytes
+    valid_until: datetime | None
+
+
+@dataclass(frozen=True)
 class ListingSlot:
     """Where a listing request's answer lives in the cache."""
 
@@ -122,6 +132,8 @@ class SeatCache:
         self._admit_and_get = (
             redis.register_script(_ADMIT_AND_GET_SCRIPT) if redis is not None else None
         )
+        # Answers being computed in this process, by where they will be stored.
+        self._computing: dict[tuple[str, bytes, str], asyncio.Future[Computed]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -248,6 +260,43 @@ class SeatCache:
             )
         except RedisError as exc:
             self._pause(exc)
+
+    async def computed_once(
+        self, lookup: Lookup, now: datetime, compute: Callable[[], Awaitable["Computed"]]
+    ) -> "Computed":
+        """The answer ``lookup`` found missing, computed once in this process for all the
+        requests that miss it at the same time (without, every change to a branch sent
+        every reader then in flight to PostgreSQL with the same query: a stampede).
+
+        Sharing is sound where storing is: requests that read the same generation may be
+        given any answer computed after that read, as the first one's stored answer
+        would have been given to the others a moment later. One about the present
+        moment is shared only while it is still true; if the computing request fails,
+        each waiting one computes its own."""
+        if lookup.generation is None:
+            return await compute()
+        where = (lookup.scope, lookup.generation, lookup.key)
+        running = self._computing.get(where)
+        if running is not None:
+            try:
+                shared = await asyncio.shield(running)
+            except Exception:  # its request's failure is not this one's
+                shared = None
+            if shared is not None and (shared.valid_until is None or now < shared.valid_until):
+                return shared
+            return await compute()
+        future: asyncio.Future[Computed] = asyncio.get_running_loop().create_future()
+        self._computing[where] = future
+        try:
+            computed = await compute()
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            future.exception()  # retrieved: nobody may be waiting
+            raise
+        finally:
+            del self._computing[where]
+        future.set_result(computed)
+        return computed
 
     def storable(self, lookup: Lookup) -> bool:
         """Whether an answer found missing by ``lookup`` would be stored."""

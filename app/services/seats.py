@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 
-from app.cache import ListingSlot, Lookup, SeatCache
+from app.cache import Computed, ListingSlot, Lookup, SeatCache
 from app.db import seats as seats_db
 from app.db.pool import Connection, Pool, connection
 from app.errors import NotFound
@@ -35,24 +35,28 @@ async def list_seats(
     lookup = await cache.read(slot, now)
     if lookup.body is not None:
         return Rendered(SeatList, lookup.body)
-    async with connection(pool) as conn:
-        about_now = query.start_time is None
-        if about_now:
-            state = await branches_service.open_now(conn, now=now)
-            closed, hours_change = state.closed, state.valid_until
-        else:
-            closed = await branches_service.closed_branches(
-                conn, start=query.start_time or now, end=query.end_time, now=now
-            )
-            hours_change = None
-        body = await _list_seats(conn, query, _asked_range(query, now), closed)
-        valid_until = await _valid_until(conn, cache, lookup, about_now=about_now, now=now)
-    # An answer about now also stops being true when a branch opens or closes.
-    valid_until = _earliest(valid_until, hours_change)
-    await cache.keep(
-        slot, lookup, body, answer_branch=query.branch, now=now, valid_until=valid_until
-    )
-    return Rendered(SeatList, body)
+
+    async def compute() -> Computed:
+        async with connection(pool) as conn:
+            about_now = query.start_time is None
+            if about_now:
+                state = await branches_service.open_now(conn, now=now)
+                closed, hours_change = state.closed, state.valid_until
+            else:
+                closed = await branches_service.closed_branches(
+                    conn, start=query.start_time or now, end=query.end_time, now=now
+                )
+                hours_change = None
+            body = await _list_seats(conn, query, _asked_range(query, now), closed)
+            valid_until = await _valid_until(conn, cache, lookup, about_now=about_now, now=now)
+        # An answer about now also stops being true when a branch opens or closes.
+        valid_until = _earliest(valid_until, hours_change)
+        await cache.keep(
+            slot, lookup, body, answer_branch=query.branch, now=now, valid_until=valid_until
+        )
+        return Computed(body, valid_until)
+
+    return Rendered(SeatList, (await cache.computed_once(lookup, now, compute)).body)
 
 
 async def _valid_until(
@@ -141,14 +145,18 @@ async def branches(
     lookup = await cache.read(slot, now)
     if lookup.body is not None:
         return Rendered(BranchOut, lookup.body, many=True)
-    async with connection(pool) as conn:
-        state = await branches_service.open_now(conn, now=now)
-        rows = await seats_db.branch_summaries(conn, now, closed=state.closed)
-        valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
-        state.annotate(rows)
-    # open_now turns at the next opening or closing: the answer is true until then.
-    valid_until = _earliest(valid_until, state.valid_until)
-    body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
-    # A stray ?branch= is ignored by the route, not by the key: store only without one.
-    await cache.keep(slot, lookup, body, answer_branch=None, now=now, valid_until=valid_until)
-    return Rendered(BranchOut, body, many=True)
+
+    async def compute() -> Computed:
+        async with connection(pool) as conn:
+            state = await branches_service.open_now(conn, now=now)
+            rows = await seats_db.branch_summaries(conn, now, closed=state.closed)
+            valid_until = await _valid_until(conn, cache, lookup, about_now=True, now=now)
+            state.annotate(rows)
+        # open_now turns at the next opening or closing: the answer is true until then.
+        valid_until = _earliest(valid_until, state.valid_until)
+        body = _BRANCH_LIST.dump_json([BranchOut.model_validate(row) for row in rows])
+        # A stray ?branch= is ignored by the route, not by the key: store only without one.
+        await cache.keep(slot, lookup, body, answer_branch=None, now=now, valid_until=valid_until)
+        return Computed(body, valid_until)
+
+    return Rendered(BranchOut, (await cache.computed_once(lookup, now, compute)).body, many=True)

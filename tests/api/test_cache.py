@@ -6,10 +6,11 @@ answer about "now" is not served past the next start or end of a reservation; a 
 costs nothing but a warning.
 """
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,11 +21,12 @@ import pytest
 from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 
-from app.cache import SeatCache, listing_slot
+from app.cache import Computed, SeatCache, listing_slot
 from app.deps import app_state
 from app.jobs import sweeps
 from app.models import Role
 from app.security import encode_token
+from app.services import seats as seats_service
 from app.tokenbucket import Policy
 from tests.api.test_seats import at, book
 from tests.conftest import TEST_JWT_SECRET, ClientFactory, bearer
@@ -666,3 +668,123 @@ async def test_a_paused_cache_still_invalidates_answers_other_instances_hold(
     await seat_cache.seats_changed({"Main"})
 
     assert await hit(other_instance, "Main") is None
+
+
+# --- misses computed once per process (SeatCache.computed_once)
+
+
+@pytest.mark.redis
+async def test_concurrent_misses_of_one_answer_compute_it_once(seat_cache: SeatCache) -> None:
+    lookup = await seat_cache.lookup(branch="Main", query="q", now=NOW)
+    release = asyncio.Event()
+    runs = 0
+
+    async def compute() -> Computed:
+        nonlocal runs
+        runs += 1
+        await release.wait()  # every request is waiting before the first one finishes
+        return Computed(b'{"items": []}', None)
+
+    waiting = [
+        asyncio.create_task(seat_cache.computed_once(lookup, NOW, compute)) for _ in range(20)
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    answers = await asyncio.gather(*waiting)
+    assert runs == 1
+    assert {a.body for a in answers} == {b'{"items": []}'}
+    # Done: the next miss computes again (the answer is the cache's to keep, not this map's).
+    await seat_cache.computed_once(lookup, NOW, compute)
+    assert runs == 2
+
+
+@pytest.mark.redis
+async def test_misses_under_another_generation_or_query_are_not_shared(
+    seat_cache: SeatCache,
+) -> None:
+    before = await seat_cache.lookup(branch="Main", query="q", now=NOW)
+    other_query = await seat_cache.lookup(branch="Main", query="q2", now=NOW)
+    await seat_cache.seats_changed({"Main"})
+    after = await seat_cache.lookup(branch="Main", query="q", now=NOW)
+    assert after.generation != before.generation
+    release = asyncio.Event()
+    runs: list[bytes] = []
+
+    def computing(body: bytes) -> Callable[[], Awaitable[Computed]]:
+        async def compute() -> Computed:
+            runs.append(body)
+            await release.wait()
+            return Computed(body, None)
+
+        return compute
+
+    tasks = [
+        asyncio.create_task(seat_cache.computed_once(lookup, NOW, computing(body)))
+        for lookup, body in ((before, b"old"), (after, b"new"), (other_query, b"q2"))
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert [t.body for t in await asyncio.gather(*tasks)] == [b"old", b"new", b"q2"]
+    assert sorted(runs) == [b"new", b"old", b"q2"]
+
+
+@pytest.mark.redis
+async def test_a_failed_or_outdated_shared_answer_is_computed_again_by_each_waiter(
+    seat_cache: SeatCache,
+) -> None:
+    lookup = await seat_cache.lookup(branch="Main", query="q", now=NOW)
+    release = asyncio.Event()
+
+    async def failing() -> Computed:
+        await release.wait()
+        raise ConnectionError("the first request's database connection broke")
+
+    async def own() -> Computed:
+        return Computed(b"own", None)
+
+    first = asyncio.create_task(seat_cache.computed_once(lookup, NOW, failing))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(seat_cache.computed_once(lookup, NOW, own))
+    await asyncio.sleep(0.01)
+    release.set()
+    with pytest.raises(ConnectionError):
+        await first
+    assert (await second).body == b"own"
+
+    # An answer about now that is no longer true when a waiter gets it: not shared.
+    async def true_until_now() -> Computed:
+        await release.wait()
+        return Computed(b"stale", NOW + timedelta(seconds=1))
+
+    release.clear()
+    leader = asyncio.create_task(seat_cache.computed_once(lookup, NOW, true_until_now))
+    await asyncio.sleep(0.01)
+    late = asyncio.create_task(seat_cache.computed_once(lookup, NOW + timedelta(seconds=2), own))
+    await asyncio.sleep(0.01)
+    release.set()
+    assert ((await leader).body, (await late).body) == (b"stale", b"own")
+
+
+@pytest.mark.redis
+async def test_a_burst_of_identical_uncached_listings_queries_postgresql_once(
+    cached: httpx.AsyncClient, library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = 0
+    real = seats_service._list_seats
+
+    async def counted(*args: Any, **kwargs: Any) -> bytes:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.2)  # long enough for the whole burst to miss meanwhile
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(seats_service, "_list_seats", counted)
+    answers = await asyncio.gather(
+        *(
+            cached.get("/seats", params={"branch": "Main"}, headers=library.student)
+            for _ in range(20)
+        )
+    )
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.content for r in answers}) == 1
+    assert runs == 1
