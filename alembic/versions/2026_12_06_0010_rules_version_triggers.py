@@ -1,17 +1,18 @@
-"""Every change to a branch's rules bumps its rules_version, whoever makes it (issue 17).
+"""A branch's rules_version is a fresh random number at every change, whoever makes it.
 
 Each process remembers the branch rules it booked by and re-reads them only when the
-insert finds ``rules_version`` moved (app/services/rules.py RulesCache). The staff API
-bumps it (0006); these triggers bump it too for a change made any other way (psql, a
-script), so that no process keeps booking by rules that are gone:
+insert finds the (branch id, rules_version) it judged by gone (app/services/rules.py
+RulesCache). For that, a version must never come back:
 
-- any change to a ``branches`` row other than to ``rules_version`` itself (hours, zone,
-  name, policy columns) bumps the version in the same row;
-- any insert, update or delete in ``branch_closures`` bumps the branch's (both
-  branches' when a closure moves).
-
-Changes through the API now bump twice (the API under the seats' booking locks, as
-0006 describes, then the trigger in the same transaction): a version only has to move.
+- versions are random 52-bit numbers (``dlsms_new_rules_version()``), not a counter: a
+  counter starts again at 0 when the tables are emptied and refilled (the same ids,
+  other rules) or a backup is restored, and a process would take the new rules for the
+  ones it remembers. New branches get one too (the column's default).
+- The staff API draws a new one under the seats' booking locks (0006 describes why).
+- Any change to a ``branches`` row other than to ``rules_version`` itself (hours, zone,
+  name, policy columns) draws one in the same row, and any insert, update or delete in
+  ``branch_closures`` draws one for its branch (both when a closure moves): a change
+  made outside the API (psql, a script) reaches the processes too.
 
 Revision ID: 0010
 Revises: 0009
@@ -29,6 +30,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # 52 random bits (random() has 52 of precision): a repeat is not to be expected.
+    op.execute(
+        """
+        CREATE FUNCTION dlsms_new_rules_version() RETURNS bigint
+        LANGUAGE sql VOLATILE AS 'SELECT floor(random() * 4503599627370496)::bigint'
+        """
+    )
+    op.execute(
+        "ALTER TABLE branches ALTER COLUMN rules_version SET DEFAULT dlsms_new_rules_version()"
+    )
+    op.execute("UPDATE branches SET rules_version = dlsms_new_rules_version()")
     op.execute(
         """
         CREATE FUNCTION dlsms_branch_rules_changed() RETURNS trigger
@@ -37,7 +49,7 @@ def upgrade() -> None:
             IF NEW.rules_version = OLD.rules_version
                AND (to_jsonb(NEW) - 'rules_version') IS DISTINCT FROM
                    (to_jsonb(OLD) - 'rules_version') THEN
-                NEW.rules_version := OLD.rules_version + 1;
+                NEW.rules_version := dlsms_new_rules_version();
             END IF;
             RETURN NEW;
         END $$
@@ -55,10 +67,10 @@ def upgrade() -> None:
         LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP <> 'INSERT' THEN
-                UPDATE branches SET rules_version = rules_version + 1 WHERE id = OLD.branch_id;
+                UPDATE branches SET rules_version = dlsms_new_rules_version() WHERE id = OLD.branch_id;
             END IF;
             IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.branch_id <> OLD.branch_id) THEN
-                UPDATE branches SET rules_version = rules_version + 1 WHERE id = NEW.branch_id;
+                UPDATE branches SET rules_version = dlsms_new_rules_version() WHERE id = NEW.branch_id;
             END IF;
             RETURN NULL;
         END $$
@@ -78,3 +90,5 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS dlsms_closure_changed()")
     op.execute("DROP TRIGGER IF EXISTS branches_rules_version ON branches")
     op.execute("DROP FUNCTION IF EXISTS dlsms_branch_rules_changed()")
+    op.execute("ALTER TABLE branches ALTER COLUMN rules_version SET DEFAULT 0")
+    op.execute("DROP FUNCTION IF EXISTS dlsms_new_rules_version()")

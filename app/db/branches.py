@@ -89,13 +89,14 @@ async def policy(conn: Connection, branch_id: int) -> dict[str, Any] | None:
 _LOCK_BRANCH = "SELECT id, name, timezone, hours FROM branches WHERE id = $1 FOR UPDATE"
 _SET_HOURS = "UPDATE branches SET hours = $2 WHERE id = $1"
 # Every seat's booking lock (app/db/reservations.py SEAT_LOCK), in one order, then a new
-# rules version: bookings in flight finish first; later ones see the new version.
+# rules version (a random one, never seen before: migration 0010): bookings in flight
+# finish first; later ones see the new version.
 _NEW_RULES_VERSION = f"""
     WITH locked AS MATERIALIZED (
         SELECT count(pg_advisory_xact_lock({SEAT_LOCK}, (id % 2147483647)::int))
         FROM (SELECT id FROM seats WHERE branch_id = $1 ORDER BY id) ordered
     )
-    UPDATE branches SET rules_version = rules_version + 1 FROM locked WHERE id = $1
+    UPDATE branches SET rules_version = dlsms_new_rules_version() FROM locked WHERE id = $1
 """
 _LOCK_POLICY = f"SELECT name, {', '.join(POLICY_COLUMNS)} FROM branches WHERE id = $1 FOR UPDATE"
 # Every active reservation of the branch that has not ended, locked for a cancellation.

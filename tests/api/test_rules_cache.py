@@ -222,3 +222,22 @@ async def test_a_closure_inserted_in_sql_refuses_the_next_booking(
     )
     refused = await reserve(api, student, seat, at(10, day=2), at(11, day=2))
     assert "Flood" in assert_error(refused, 422, "outside_opening_hours")["detail"]
+
+
+async def test_tables_emptied_and_refilled_with_the_same_ids_are_judged_afresh(
+    api: httpx.AsyncClient, db: asyncpg.Connection, seat: int, student: Student
+) -> None:
+    # What a shared test server (or a restore under a running process) does: the same
+    # branch and seat ids again, each changed as often, other rules. The process
+    # remembered the first ones; a version that counted changes would match.
+    async def set_hours(opens: str, closes: str) -> None:
+        await db.execute("UPDATE branches SET hours = $1::jsonb", json.dumps(weekly(opens, closes)))
+
+    await set_hours("08:00", "20:00")
+    assert (await reserve(api, student, seat, at(10), at(11))).status_code == 201
+    await db.execute("TRUNCATE reservations, seats, branches RESTART IDENTITY CASCADE")
+    branch = await add_branch(db, "Main")
+    assert await add_seat(db, branch, "A1") == seat
+    await set_hours("08:00", "12:00")
+    refused = await reserve(api, student, seat, at(13), at(14))
+    assert "open 08:00-12:00" in assert_error(refused, 422, "outside_opening_hours")["detail"]

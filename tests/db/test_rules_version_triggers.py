@@ -1,5 +1,6 @@
-"""Migration 0010: any change to a branch's rules moves its rules_version, however it is
-made (the processes' remembered rules depend on it: app/services/rules.py RulesCache)."""
+"""Migration 0010: any change to a branch's rules gives it a rules_version never seen
+before, however it is made (the processes' remembered rules depend on it:
+app/services/rules.py RulesCache)."""
 
 import json
 
@@ -14,6 +15,7 @@ async def version(db: asyncpg.Connection, branch: int) -> int:
 
 async def test_every_rules_column_of_a_branch_moves_the_version(db: asyncpg.Connection) -> None:
     branch = await add_branch(db, "Main")
+    seen = {await version(db, branch)}
     changes = [
         ("hours", json.dumps({"monday": [{"opens": "08:00", "closes": "12:00"}]}), "::jsonb"),
         ("timezone", "Europe/Berlin", ""),
@@ -25,35 +27,61 @@ async def test_every_rules_column_of_a_branch_moves_the_version(db: asyncpg.Conn
         ("claim_minutes", 7.0, ""),
     ]
     for column, value, cast in changes:
-        before = await version(db, branch)
         await db.execute(f"UPDATE branches SET {column} = $2{cast} WHERE id = $1", branch, value)
-        assert await version(db, branch) == before + 1, column
+        now = await version(db, branch)
+        assert now not in seen, column
+        seen.add(now)
 
 
-async def test_an_update_that_changes_nothing_or_sets_the_version_itself_adds_nothing(
+async def test_an_update_that_changes_nothing_or_sets_the_version_itself_draws_none(
     db: asyncpg.Connection,
 ) -> None:
     branch = await add_branch(db, "Main")
+    before = await version(db, branch)
     await db.execute("UPDATE branches SET name = name WHERE id = $1", branch)
-    assert await version(db, branch) == 0
-    # The API's own bump (0006) moves it once, not twice.
-    await db.execute("UPDATE branches SET rules_version = rules_version + 1 WHERE id = $1", branch)
-    assert await version(db, branch) == 1
+    assert await version(db, branch) == before
+    # The API's own new version (0006) is kept as it set it.
+    await db.execute("UPDATE branches SET rules_version = 42 WHERE id = $1", branch)
+    assert await version(db, branch) == 42
+
+
+async def test_versions_never_come_back_when_the_tables_are_emptied_and_refilled(
+    db: asyncpg.Connection,
+) -> None:
+    # The same ids, other rules (a test reset, a restore): a counter would start at 0
+    # again, and a process would take the new branch's rules for the old one's.
+    first = await add_branch(db, "Main")
+    old = await version(db, first)
+    await db.execute("TRUNCATE branches RESTART IDENTITY CASCADE")
+    again = await add_branch(db, "Main")
+    assert again == first
+    assert await version(db, again) != old
+    others = {await version(db, await add_branch(db, f"B{n}")) for n in range(20)}
+    assert len(others) == 20
 
 
 async def test_closures_inserted_moved_and_deleted_move_the_versions(
     db: asyncpg.Connection,
 ) -> None:
     main, other = await add_branch(db, "Main"), await add_branch(db, "Other")
+
+    async def versions() -> tuple[int, int]:
+        return await version(db, main), await version(db, other)
+
+    start = await versions()
     closure = await db.fetchval(
         "INSERT INTO branch_closures (branch_id, date_from, date_to, reason)"
         " VALUES ($1, '2026-12-24', '2026-12-26', 'Holidays') RETURNING id",
         main,
     )
-    assert (await version(db, main), await version(db, other)) == (1, 0)
+    inserted = await versions()
+    assert inserted[0] != start[0] and inserted[1] == start[1]
     await db.execute("UPDATE branch_closures SET branch_id = $2 WHERE id = $1", closure, other)
-    assert (await version(db, main), await version(db, other)) == (2, 1)
+    moved = await versions()
+    assert moved[0] != inserted[0] and moved[1] != inserted[1]
     await db.execute("UPDATE branch_closures SET reason = 'Winter' WHERE id = $1", closure)
-    assert (await version(db, main), await version(db, other)) == (2, 2)
+    renamed = await versions()
+    assert renamed[0] == moved[0] and renamed[1] != moved[1]
     await db.execute("DELETE FROM branch_closures WHERE id = $1", closure)
-    assert (await version(db, main), await version(db, other)) == (2, 3)
+    deleted = await versions()
+    assert deleted[0] == renamed[0] and deleted[1] != renamed[1]
