@@ -88,13 +88,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(oidc.router)  # campus sign-in: /auth/providers, /auth/oidc/*
+    # The finals-week paths first: FastAPI matches a request against the routers in this
+    # order, and walking the ones before it cost a booking ~100 us (a tenth of its
+    # Python) and an uncached listing ~80 us. No other router has a path under
+    # /reservations, /seats or /branches, so the order changes nothing else.
+    app.include_router(reservations.router)
     app.include_router(streams.router)  # before /seats/{seat_id}
     app.include_router(seats.router)
     app.include_router(branches.router)
-    app.include_router(reservations.router)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(oidc.router)  # campus sign-in: /auth/providers, /auth/oidc/*
     app.include_router(waitlist.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
