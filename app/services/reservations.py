@@ -71,27 +71,28 @@ async def create(
     user: TokenUser,
     data: ReservationCreate,
     now: datetime,
+    rules_cache: rules.RulesCache,
     idempotency_key: str | None = None,
-    rules_cache: rules.RulesCache | None = None,
 ) -> ReservationOut | idempotency_service.Answer:
     """Book a seat; with an Idempotency-Key, once per key (the stored answer replayed).
-    ``rules_cache``: the process's remembered branch rules (none: read them each time)."""
-    cache = rules_cache or rules.RulesCache(settings)
+    ``rules_cache``: the process's remembered branch rules (AppState's ``rules``)."""
     # The rules first: a request they refuse never uses up its key.
-    remembered = cache.get(data.seat_id, now=now)
+    remembered = rules_cache.get(data.seat_id, now=now)
     try:
-        branch_rules = remembered or await _current_rules(conn, cache, data.seat_id, now=now)
+        branch_rules = remembered or await _current_rules(
+            conn, settings, rules_cache, data.seat_id, now=now
+        )
         rules.check_interval(branch_rules, data.start_time, data.end_time, now)
     except (InvalidInterval, OutsideOpeningHours):
         if remembered is None:
             raise
         # Refused by remembered rules: only current ones may refuse.
-        branch_rules = await _current_rules(conn, cache, data.seat_id, now=now)
+        branch_rules = await _current_rules(conn, settings, rules_cache, data.seat_id, now=now)
         rules.check_interval(branch_rules, data.start_time, data.end_time, now)
 
     async def book_it(uow: UnitOfWork) -> ReservationOut:
         reservation = await book(
-            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now, cache=cache
+            uow.conn, settings, branch_rules, user_id=user.id, data=data, now=now, cache=rules_cache
         )
         booked(uow.changes, reservation, now=now)
         uow.mail(user.id, MailKind.BOOKING_CONFIRMED, reservation_id=reservation.id)  # e-mail
@@ -118,9 +119,18 @@ async def create(
 
 
 async def _current_rules(
-    conn: Connection, cache: rules.RulesCache, seat_id: int, *, now: datetime
+    conn: Connection,
+    settings: Settings,
+    cache: rules.RulesCache | None,
+    seat_id: int,
+    *,
+    now: datetime,
 ) -> rules.BranchRules:
-    current = await cache.fresh(conn, seat_id, now=now)
+    """The seat's branch's rules as they stand (remembered in ``cache`` when given)."""
+    if cache is None:
+        current = await rules.for_seat(conn, settings, seat_id, now=now)
+    else:
+        current = await cache.fresh(conn, seat_id, now=now)
     if current is None:
         raise NotFound("No such seat")
     return current
@@ -147,16 +157,15 @@ async def book(
 
     The insert checks that the rules are still those (the seat's branch and its rules
     version); if they changed, the booking is judged again by the current ones (read
-    through ``cache``, which they refresh) and inserted again. A quota refusal is judged
-    again likewise: ``branch_rules`` may be remembered ones."""
-    cache = cache or rules.RulesCache(settings)
+    through ``cache`` when given, which they refresh) and inserted again. A quota
+    refusal is judged again likewise: ``branch_rules`` may be remembered ones."""
     for _ in range(RULES_ATTEMPTS):
         try:
             reservation = await _book_by(
                 conn, settings, branch_rules, user_id=user_id, data=data, now=now
             )
         except QuotaExceeded:
-            current = await _current_rules(conn, cache, data.seat_id, now=now)
+            current = await _current_rules(conn, settings, cache, data.seat_id, now=now)
             if (current.branch_id, current.version) == (
                 branch_rules.branch_id,
                 branch_rules.version,
@@ -166,7 +175,7 @@ async def book(
         else:
             if reservation is not None:
                 return reservation
-            current = await _current_rules(conn, cache, data.seat_id, now=now)
+            current = await _current_rules(conn, settings, cache, data.seat_id, now=now)
         rules.check_interval(current, data.start_time, data.end_time, now)
         branch_rules = current
     raise ServiceUnavailable("The branch's booking rules keep changing; try again")
