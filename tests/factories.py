@@ -14,6 +14,7 @@ import httpx
 
 from app.models import Role
 from app.security import encode_token
+from app.services.openings import DAY_NAMES
 from app.timeutil import iso_z, utcnow
 
 T = TypeVar("T")
@@ -23,6 +24,13 @@ TEST_JWT_SECRET = "test-secret-" + "x" * 40
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+
+
+def every_day(opens: str, closes: str) -> dict[str, list[dict[str, str]]]:
+    """A weekly template (PUT /admin/branches/{id}/hours) open ``opens``-``closes`` daily."""
+    return {day: [{"opens": opens, "closes": closes}] for day in DAY_NAMES}
+
+
 DAY = timedelta(days=1)
 # The check-in and offer windows, passed to the app by the tests that count them to the
 # second (they are the defaults too, but such a test should not lean on a default), and

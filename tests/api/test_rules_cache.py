@@ -3,7 +3,6 @@ a booking reads them once, and every later change by staff is honoured by the ne
 booking in the same process, whichever way it goes."""
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -21,15 +20,9 @@ from tests.factories import (
     add_student,
     assert_error,
     at,
+    every_day,
     reserve,
 )
-
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-HOUR = timedelta(hours=1)
-
-
-def weekly(opens: str, closes: str) -> dict[str, list[dict[str, str]]]:
-    return {day: [{"opens": opens, "closes": closes}] for day in DAYS}
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ async def staff_sets_hours(
     branch = await db.fetchval("SELECT branch_id FROM seats WHERE id = $1", seat)
     response = await api.put(
         f"/admin/branches/{branch}/hours",
-        json={"weekly": weekly(opens, closes), "cancel_conflicting": False},
+        json={"weekly": every_day(opens, closes), "cancel_conflicting": False},
         headers=admin.headers,
     )
     assert response.status_code == 200, response.text
@@ -169,7 +162,7 @@ async def test_a_seat_moved_to_another_branch_is_judged_by_that_branch(
     version = await db.fetchval(
         "UPDATE branches SET hours = $2::jsonb WHERE id = $1 RETURNING rules_version",
         short,
-        json.dumps(weekly("08:00", "12:00")),
+        json.dumps(every_day("08:00", "12:00")),
     )
     main = await db.fetchval("SELECT branch_id FROM seats WHERE id = $1", seat)
     await db.execute("UPDATE branches SET rules_version = $2 WHERE id = $1", main, version)
@@ -204,7 +197,7 @@ async def test_hours_changed_in_sql_refuse_the_next_booking(
         "UPDATE branches SET hours = $2::jsonb"
         " WHERE id = (SELECT branch_id FROM seats WHERE id = $1)",
         seat,
-        json.dumps(weekly("08:00", "12:00")),
+        json.dumps(every_day("08:00", "12:00")),
     )
     refused = await reserve(api, student, seat, at(12), at(13))
     assert "open 08:00-12:00" in assert_error(refused, 422, "outside_opening_hours")["detail"]
@@ -231,7 +224,9 @@ async def test_tables_emptied_and_refilled_with_the_same_ids_are_judged_afresh(
     # branch and seat ids again, each changed as often, other rules. The process
     # remembered the first ones; a version that counted changes would match.
     async def set_hours(opens: str, closes: str) -> None:
-        await db.execute("UPDATE branches SET hours = $1::jsonb", json.dumps(weekly(opens, closes)))
+        await db.execute(
+            "UPDATE branches SET hours = $1::jsonb", json.dumps(every_day(opens, closes))
+        )
 
     await set_hours("08:00", "20:00")
     assert (await reserve(api, student, seat, at(10), at(11))).status_code == 201

@@ -19,11 +19,11 @@ from tests.factories import (
     add_students,
     booking,
     eventually,
+    every_day,
 )
 
 HOUR = timedelta(hours=1)
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-UNTIL_20 = {day: [{"opens": "00:00", "closes": "20:00"}] for day in DAYS}
+UNTIL_20 = every_day("00:00", "20:00")
 
 
 async def waiting_for_a_lock(db: asyncpg.Connection) -> bool:

@@ -11,13 +11,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from playwright.async_api import Page, ViewportSize, expect
 
-from tests.factories import add_branch, add_reservation, add_seat, reservation_row
+from tests.factories import add_branch, add_reservation, add_seat, every_day, reservation_row
 from tests.web.conftest import Library, Web, minute_now
 from tests.web.test_staff import staff_member
 from tests.web.test_suggest_page import daytime_zone
 
 PHONE_390: ViewportSize = {"width": 390, "height": 844}
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 async def local_hhmm(page: Page, moment: datetime) -> str:
@@ -190,7 +189,7 @@ async def test_extend_past_the_closing_time_shows_the_day_s_hours(
     now = minute_now()
     start, end = now + timedelta(minutes=10), now + timedelta(minutes=70)
     closes = (end + timedelta(minutes=30)).astimezone(ZoneInfo(zone)).strftime("%H:%M")
-    weekly = {day: [{"opens": "00:00", "closes": closes}] for day in DAYS}
+    weekly = every_day("00:00", closes)
     response = await web.api.put(
         f"/admin/branches/{branch}/hours", json={"weekly": weekly}, headers=admin.headers
     )
