@@ -329,12 +329,15 @@ async def race_to_book(
         # PostgreSQL then aborts one with "deadlock detected" (40P01) rather than an
         # exclusion violation. Whoever inserts reservations must retry on it, as here: the
         # retry then meets the committed winner and gets the exclusion violation. The
-        # random pause keeps the losers from colliding again in lockstep.
-        for _ in range(50):
+        # random pause keeps the losers from colliding again in lockstep; it doubles with
+        # each deadlock (up to 0.5 s), because with fifty inserters a fixed short pause
+        # can keep them all colliding until none commits (seen in CI).
+        for tries in range(50):
             try:
                 return await book(conn, user_id, seat_id, start, T11)
             except asyncpg.DeadlockDetectedError:
-                await asyncio.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter)
+                pause = min(0.5, 0.01 * 2**tries)
+                await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (jitter)
         raise AssertionError("still deadlocking after 50 attempts")
 
     try:
